@@ -294,7 +294,7 @@ export function parseSpecificCharacterSet(values: readonly string[]): string[] {
   return [first !== "" ? first : rest.length > 0 ? "ISO 2022 IR 6" : "ISO_IR 6", ...rest];
 }
 
-/** True when the term is a defined term decoded here (callers warn on the others; they decode as latin1). */
+/** True for a defined term known here; callers warn on others (misspellings like "ISO IR 100" still decode, the rest as latin1). */
 export function isKnownCharset(term: string): boolean {
   return TERMS.has(term);
 }
