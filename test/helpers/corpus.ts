@@ -34,6 +34,7 @@ const RECIPES: Array<{ name: string; source: string; tool: string; args: string[
   { name: "CT_rle", source: "CT_small.dcm", tool: "dcmcrle", args: [] },
   { name: "CT_jpeg_lossless_sv1", source: "CT_small.dcm", tool: "dcmcjpeg", args: ["+e1"] },
   { name: "CT_jpeg_lossless_p14", source: "CT_small.dcm", tool: "dcmcjpeg", args: ["+el"] },
+  { name: "CT_jpeg_fragments_nobot", source: "CT_small.dcm", tool: "dcmcjpeg", args: ["+e1", "+fs", "4", "-ot"] },
   { name: "CT_jpegls", source: "CT_small.dcm", tool: "dcmcjpls", args: [] },
   { name: "CT_j2k", source: "CT_small.dcm", tool: "gdcmconv", args: ["--j2k"] },
   { name: "MR_undefined_lengths", source: "MR_small.dcm", tool: "dcmconv", args: ["-e"] },
