@@ -7,11 +7,12 @@
  * (F.2.2); IS/DS and binary numbers are JSON numbers, SV/UV beyond 2^53 are strings (F.2.3);
  * AT values are hex strings; OB/OD/OF/OL/OV/OW/UN are InlineBinary or BulkDataURI (F.2.7).
  */
+import { swapBytes } from "./byte-order.js";
 import type { Dataset, Element } from "./dataset.js";
 import type { DicomJsonAttribute, DicomJsonDataset, JsonValue, PersonNameJson } from "./json-model.js";
 import { type Tag, tagToHex } from "./tag.js";
 import { binaryNumbers, stringValues } from "./values.js";
-import { isBinaryVr, numberSize } from "./vr.js";
+import { isBinaryVr, numberSize, swapUnit } from "./vr.js";
 
 /** Where a binary value sits, so a policy can name a URI for it. */
 export interface BulkDataContext {
@@ -69,7 +70,11 @@ function convertElement(ds: Dataset, el: Element, options: ToJsonOptions, parent
     if (length === 0 && !el.encapsulated) return attr;
     const uri = options.bulkData?.({ path: [...parentPath, el.tag], element: el, dataset: ds, length });
     if (uri !== undefined) attr.BulkDataURI = uri;
-    else if (bytes) attr.InlineBinary = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+    else if (bytes) {
+      // JSON has no transfer syntax: binary values are given in little endian, like bulk data (PS3.18 §8.7.3.1).
+      const le = ds.littleEndian || el.encapsulated ? bytes : swapBytes(bytes, swapUnit(vr));
+      attr.InlineBinary = Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString("base64");
+    }
     return attr;
   }
   const values = elementJsonValues(ds, el);

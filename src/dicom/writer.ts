@@ -7,6 +7,7 @@
  * drops InlineBinary and re-fragments frames (notes/libraries.md T2, T3, T5).
  */
 import { deflateRawSync } from "node:zlib";
+import { swapBytes } from "./byte-order.js";
 import { Dataset, type Element, type EncapsulatedPixelData, latin1Trim } from "./dataset.js";
 import { DicomError } from "./errors.js";
 import { frameBytes, locateFrames } from "./frames.js";
@@ -196,15 +197,4 @@ function writeEncapsulated(out: Chunks, ds: Dataset, el: Element, syntax: Transf
     out.push(bytes);
   }
   writeItemTag(out, Tags.SequenceDelimitationItem, 0, true);
-}
-
-function swapBytes(bytes: Uint8Array, unit: number): Uint8Array {
-  if (unit === 1) return bytes;
-  const out = new Uint8Array(bytes.length);
-  const n = bytes.length - (bytes.length % unit);
-  for (let i = 0; i < n; i += unit) {
-    for (let j = 0; j < unit; j++) out[i + j] = bytes[i + unit - 1 - j] as number;
-  }
-  out.set(bytes.subarray(n), n);
-  return out;
 }

@@ -10,7 +10,9 @@ import { basename } from "node:path";
 import { test } from "node:test";
 import { datasetToJson, readDicom } from "../../src/dicom/index.js";
 import type { DicomJsonAttribute, DicomJsonDataset } from "../../src/dicom/json-model.js";
+import { swapBytes } from "../../src/dicom/byte-order.js";
 import { isPrivateTag, parseTagHex } from "../../src/dicom/tag.js";
+import { swapUnit } from "../../src/dicom/vr.js";
 import { dcmtkVariants, pydicomFiles } from "../helpers/corpus.js";
 import { PYTHON, TOOLS, requireTools, run, toolsAvailable } from "../helpers/tools.js";
 
@@ -43,12 +45,18 @@ type DifferenceKind =
   // A private element whose creator our dictionary (dcmjs's private dictionary) does not list, in a file that says
   // UN: UN is the VR of a value whose VR is not known (PS3.5 §6.2.2); pydicom's larger private dictionary knows it.
   | "private-vr-not-in-dictionary"
+  // JSON has no transfer syntax: OW/OF/OD/OL/OV values of a big endian dataset are given in little endian, as bulk
+  // data is (PS3.18 §8.7.3.1); pydicom base64-encodes the big endian bytes as they are in the file.
+  | "binary-in-little-endian"
   // The input ends inside this element: we leave it out and report the cut (a partial value is not the value);
   // pydicom keeps the bytes that are there.
   | "cut-element-left-out"
   // pydicom could not convert the element at all (it raised); we give its value.
   | "pydicom-failed"
   | "unexplained";
+
+/** Byte order of the file being compared. */
+let bigEndian = false;
 
 const sha1 = (b64: string): string => `sha1:${createHash("sha1").update(Buffer.from(b64, "base64")).digest("hex")}`;
 
@@ -99,7 +107,10 @@ function compareAttributes(a: DicomJsonAttribute, b: PyAttribute, p: string, out
   }
   if (a.InlineBinary !== undefined || b.InlineBinary !== undefined) {
     const ours = a.InlineBinary === undefined ? undefined : sha1(a.InlineBinary);
-    if (ours !== b.InlineBinary) out.push({ path: p, kind: "unexplained", ours, theirs: b.InlineBinary });
+    if (ours === b.InlineBinary) return;
+    const swapped = a.InlineBinary === undefined ? undefined : sha1(Buffer.from(swapBytes(Buffer.from(a.InlineBinary, "base64"), swapUnit(a.vr))).toString("base64"));
+    const kind: DifferenceKind = bigEndian && swapUnit(a.vr) > 1 && swapped === b.InlineBinary ? "binary-in-little-endian" : "unexplained";
+    out.push({ path: p, kind, ours, theirs: b.InlineBinary });
     return;
   }
   const av = a.Value ?? [];
@@ -137,6 +148,7 @@ function pydicomJson(paths: string[]): Record<string, { json?: PyDataset; error?
 
 function differencesFor(path: string, reference: PyDataset): { differences: Difference[]; error?: string } {
   const result = readDicom(readFileSync(path));
+  bigEndian = !result.dataset.littleEndian;
   const ours = datasetToJson(result.dataset);
   const differences: Difference[] = [];
   compareDatasets(ours, reference, "", differences);

@@ -1,0 +1,13 @@
+/** Byte-order conversion of encoded values (PS3.5 §7.3). */
+
+/** Reverses every `unit`-byte word (2 for OW/US, 4 for OF/UL, 8 for OD/FD); a copy, or the input when unit is 1. */
+export function swapBytes(bytes: Uint8Array, unit: number): Uint8Array {
+  if (unit === 1) return bytes;
+  const out = new Uint8Array(bytes.length);
+  const n = bytes.length - (bytes.length % unit);
+  for (let i = 0; i < n; i += unit) {
+    for (let j = 0; j < unit; j++) out[i + j] = bytes[i + unit - 1 - j] as number;
+  }
+  out.set(bytes.subarray(n), n);
+  return out;
+}
