@@ -9,7 +9,12 @@ export interface DumpOptions {
 }
 
 /** Returns the process exit code: 0 when every file was read completely. */
-export async function dumpFiles(files: string[], options: DumpOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function dumpFiles(
+  files: string[],
+  options: DumpOptions,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   let status = 0;
   for (const file of files) {
     let bytes: Buffer;

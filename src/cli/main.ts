@@ -10,9 +10,7 @@ const positiveInt = (value: string): number => {
   return n;
 };
 
-const program = new Command()
-  .name("voxelgate")
-  .description("DICOMweb archive and imaging-aware gateway");
+const program = new Command().name("voxelgate").description("DICOMweb archive and imaging-aware gateway");
 
 program
   .command("serve", { isDefault: true })

@@ -2,7 +2,7 @@
  * The in-memory dataset: elements keep views of their encoded value bytes (never copies), so
  * parsing is cheap and values are decoded only when asked for (values.ts).
  */
-import { type Tag, isPrivateTag, privateCreatorTagOf, tagElement, Tags } from "./tag.js";
+import { isPrivateTag, privateCreatorTagOf, type Tag, Tags, tagElement } from "./tag.js";
 import type { Vr } from "./vr.js";
 
 /** One fragment of encapsulated pixel data (PS3.5 A.4). */

@@ -3,8 +3,8 @@
  * typed by hand, plus its private dictionary for well-known private creators.
  */
 import dcmjs from "dcmjs";
-import { type Tag, makeTag, tagElement, tagGroup, tagToHex } from "./tag.js";
-import { type Vr, isVr } from "./vr.js";
+import { makeTag, type Tag, tagElement, tagGroup, tagToHex } from "./tag.js";
+import { isVr, type Vr } from "./vr.js";
 
 /**
  * The VR column of PS3.6. Ambiguous entries keep every possibility ("OB or OW", "US or SS") and
@@ -65,7 +65,13 @@ export function lookupTag(tag: Tag): DictionaryEntry | undefined {
   let entry: DictionaryEntry | undefined;
   if (tagElement(tag) === 0 && tagGroup(tag) !== 0xfffe) {
     // Group lengths (gggg,0000) are UL in every group (PS3.5 §7.2), though PS3.6 lists few.
-    entry = { tag, keyword: tag === 0x00020000 ? "FileMetaInformationGroupLength" : "GroupLength", vr: "UL", vm: "1", retired: tag !== 0x00020000 };
+    entry = {
+      tag,
+      keyword: tag === 0x00020000 ? "FileMetaInformationGroupLength" : "GroupLength",
+      vr: "UL",
+      vm: "1",
+      retired: tag !== 0x00020000,
+    };
   } else {
     const e = source.dictionary[tagToHex(tag)];
     entry = e ? toEntry(tag, e) : undefined;

@@ -54,7 +54,11 @@ export function pixelLayout(ds: Dataset): PixelLayout {
     if (v === undefined || v < 0) throw new DicomError("INVALID_LENGTH", `pixel data needs ${name}`);
     return v;
   };
-  const bitsAllocated = ds.has(Tags.FloatPixelData) ? 32 : ds.has(Tags.DoubleFloatPixelData) ? 64 : need(Tags.BitsAllocated, "Bits Allocated");
+  const bitsAllocated = ds.has(Tags.FloatPixelData)
+    ? 32
+    : ds.has(Tags.DoubleFloatPixelData)
+      ? 64
+      : need(Tags.BitsAllocated, "Bits Allocated");
   return {
     rows: need(Tags.Rows, "Rows"),
     columns: need(Tags.Columns, "Columns"),
@@ -179,4 +183,3 @@ export function frameBytes(frame: FrameLocation): Uint8Array {
   if (tail) out[out.length - 1] = (out[out.length - 1] as number) & ((1 << tail) - 1);
   return out;
 }
-

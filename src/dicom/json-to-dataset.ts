@@ -6,8 +6,8 @@
 import { Dataset, type Element } from "./dataset.js";
 import { DicomError } from "./errors.js";
 import type { DicomJsonAttribute, DicomJsonDataset, JsonValue, PersonNameJson } from "./json-model.js";
-import { type Tag, Tags, parseTagHex } from "./tag.js";
-import { type Vr, isBinaryVr, isSingleValuedString, isStringVr, isVr, numberSize, paddingByte } from "./vr.js";
+import { parseTagHex, type Tag, Tags } from "./tag.js";
+import { isBinaryVr, isSingleValuedString, isStringVr, isVr, numberSize, paddingByte, type Vr } from "./vr.js";
 
 export interface FromJsonOptions {
   /** Bytes behind a BulkDataURI; undefined when the URI is unknown (that is an error). */
@@ -141,7 +141,10 @@ export function formatDecimalString(v: number): string {
   const exact = String(v);
   if (exact.length <= 16) return exact;
   for (let digits = 15; digits > 0; digits--) {
-    const s = v.toPrecision(digits).replace(/(\.\d*?)0+(e|$)/, "$1$2").replace(/\.(e|$)/, "$1");
+    const s = v
+      .toPrecision(digits)
+      .replace(/(\.\d*?)0+(e|$)/, "$1$2")
+      .replace(/\.(e|$)/, "$1");
     if (s.length <= 16) return s;
   }
   return v.toExponential(6);
@@ -164,7 +167,12 @@ function encodeBinaryNumbers(vr: Vr, size: number, values: JsonValue[], path: st
       return;
     }
     if (typeof raw !== "number" || !Number.isFinite(raw)) fail(path, `${vr} values must be finite numbers`);
-    const ranges: Partial<Record<Vr, [number, number]>> = { US: [0, 0xffff], SS: [-0x8000, 0x7fff], UL: [0, 0xffffffff], SL: [-0x80000000, 0x7fffffff] };
+    const ranges: Partial<Record<Vr, [number, number]>> = {
+      US: [0, 0xffff],
+      SS: [-0x8000, 0x7fff],
+      UL: [0, 0xffffffff],
+      SL: [-0x80000000, 0x7fffffff],
+    };
     const range = ranges[vr];
     if (range && (!Number.isInteger(raw) || raw < range[0] || raw > range[1])) fail(path, `${vr} value ${raw} is out of range`);
     switch (vr) {
@@ -203,4 +211,3 @@ function padEven(bytes: Uint8Array, pad: number): Uint8Array {
   out[bytes.length] = pad;
   return out;
 }
-

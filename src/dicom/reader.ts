@@ -11,9 +11,9 @@ import { inflateRawSync } from "node:zlib";
 import { Dataset, type Element, type EncapsulatedPixelData, type Fragment, latin1Trim } from "./dataset.js";
 import { lookupPrivateTag, lookupTag } from "./dictionary.js";
 import { DicomError } from "./errors.js";
-import { type Tag, Tags, isPrivateCreatorTag, isPrivateTag, tagElement, tagGroup, tagToHex } from "./tag.js";
-import { type TransferSyntax, TransferSyntaxUids, lookupTransferSyntax } from "./transfer-syntax.js";
-import { type Vr, hasLongLength, isVr } from "./vr.js";
+import { isPrivateCreatorTag, isPrivateTag, type Tag, Tags, tagElement, tagGroup, tagToHex } from "./tag.js";
+import { lookupTransferSyntax, type TransferSyntax, TransferSyntaxUids } from "./transfer-syntax.js";
+import { hasLongLength, isVr, type Vr } from "./vr.js";
 
 export interface ReadOptions {
   /** Stop before the first top-level element whose tag is ≥ this one (e.g. PixelData for a header read). */
@@ -129,8 +129,7 @@ function asDicomError(e: unknown): DicomError {
   throw e;
 }
 
-const isDicmAt = (b: Uint8Array, at: number): boolean =>
-  b[at] === 0x44 && b[at + 1] === 0x49 && b[at + 2] === 0x43 && b[at + 3] === 0x4d;
+const isDicmAt = (b: Uint8Array, at: number): boolean => b[at] === 0x44 && b[at + 1] === 0x49 && b[at + 2] === 0x43 && b[at + 3] === 0x4d;
 
 const readU16 = (b: Uint8Array, at: number, le: boolean): number =>
   le ? (b[at] ?? 0) | ((b[at + 1] ?? 0) << 8) : ((b[at] ?? 0) << 8) | (b[at + 1] ?? 0);
@@ -188,8 +187,7 @@ function readMeta(b: Uint8Array, start: number, meta: Dataset, warnings: string[
   return pos;
 }
 
-const readU32Tag = (b: Uint8Array, at: number, le: boolean): Tag =>
-  ((readU16(b, at, le) << 16) | readU16(b, at + 2, le)) >>> 0;
+const readU32Tag = (b: Uint8Array, at: number, le: boolean): Tag => ((readU16(b, at, le) << 16) | readU16(b, at + 2, le)) >>> 0;
 
 /** Guesses the encoding of a dataset that has no declared transfer syntax, from its first element. */
 function detectSyntax(b: Uint8Array, at: number): TransferSyntax {
@@ -255,7 +253,11 @@ class Reader {
       if (explicit) {
         vr = vrAt(b, pos + 4);
         if (!vr) {
-          throw new DicomError("INVALID_VR", `element (${tagToHex(tag)}) has an invalid VR "${String.fromCharCode(b[pos + 4] ?? 0, b[pos + 5] ?? 0)}"`, pos + 4);
+          throw new DicomError(
+            "INVALID_VR",
+            `element (${tagToHex(tag)}) has an invalid VR "${String.fromCharCode(b[pos + 4] ?? 0, b[pos + 5] ?? 0)}"`,
+            pos + 4,
+          );
         }
         if (hasLongLength(vr)) {
           length = readU32(b, pos + 8, le);

@@ -31,10 +31,21 @@ export const TransferSyntaxUids = {
 } as const;
 
 const native = (uid: string, name: string, explicitVr: boolean, littleEndian: boolean, deflated = false): TransferSyntax => ({
-  uid, name, explicitVr, littleEndian, deflated, encapsulated: false,
+  uid,
+  name,
+  explicitVr,
+  littleEndian,
+  deflated,
+  encapsulated: false,
 });
 const compressed = (uid: string, name: string, retired = false): TransferSyntax => ({
-  uid, name, explicitVr: true, littleEndian: true, deflated: false, encapsulated: true, ...(retired ? { retired } : {}),
+  uid,
+  name,
+  explicitVr: true,
+  littleEndian: true,
+  deflated: false,
+  encapsulated: true,
+  ...(retired ? { retired } : {}),
 });
 
 const ALL: TransferSyntax[] = [

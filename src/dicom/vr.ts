@@ -1,8 +1,39 @@
 /** Value Representations (PS3.5 §6.2). */
 export const VRS = [
-  "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL",
-  "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US",
-  "UT", "UV",
+  "AE",
+  "AS",
+  "AT",
+  "CS",
+  "DA",
+  "DS",
+  "DT",
+  "FD",
+  "FL",
+  "IS",
+  "LO",
+  "LT",
+  "OB",
+  "OD",
+  "OF",
+  "OL",
+  "OV",
+  "OW",
+  "PN",
+  "SH",
+  "SL",
+  "SQ",
+  "SS",
+  "ST",
+  "SV",
+  "TM",
+  "UC",
+  "UI",
+  "UL",
+  "UN",
+  "UR",
+  "US",
+  "UT",
+  "UV",
 ] as const;
 export type Vr = (typeof VRS)[number];
 
@@ -18,7 +49,25 @@ const BINARY: ReadonlySet<Vr> = new Set<Vr>(["OB", "OD", "OF", "OL", "OV", "OW",
 export const isBinaryVr = (vr: Vr): boolean => BINARY.has(vr);
 
 /** Character string VRs; their padding is a trailing space (UI: NUL). */
-const STRING: ReadonlySet<Vr> = new Set<Vr>(["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"]);
+const STRING: ReadonlySet<Vr> = new Set<Vr>([
+  "AE",
+  "AS",
+  "CS",
+  "DA",
+  "DS",
+  "DT",
+  "IS",
+  "LO",
+  "LT",
+  "PN",
+  "SH",
+  "ST",
+  "TM",
+  "UC",
+  "UI",
+  "UR",
+  "UT",
+]);
 export const isStringVr = (vr: Vr): boolean => STRING.has(vr);
 
 /** String VRs whose bytes are subject to Specific Character Set (PS3.5 §6.1.2.3); the rest are always ASCII. */
@@ -35,7 +84,20 @@ export const numberSize = (vr: Vr): number | undefined => NUMBER_SIZE[vr];
 
 /** Byte size of the unit that must be swapped when changing endianness (1 = none). */
 const SWAP_SIZE: Partial<Record<Vr, number>> = {
-  AT: 2, FD: 8, FL: 4, OD: 8, OF: 4, OL: 4, OV: 8, OW: 2, SL: 4, SS: 2, SV: 8, UL: 4, US: 2, UV: 8,
+  AT: 2,
+  FD: 8,
+  FL: 4,
+  OD: 8,
+  OF: 4,
+  OL: 4,
+  OV: 8,
+  OW: 2,
+  SL: 4,
+  SS: 2,
+  SV: 8,
+  UL: 4,
+  US: 2,
+  UV: 8,
 };
 export const swapUnit = (vr: Vr): number => SWAP_SIZE[vr] ?? 1;
 

@@ -12,9 +12,9 @@ import { Dataset, type Element, type EncapsulatedPixelData, latin1Trim } from ".
 import { DicomError } from "./errors.js";
 import { frameBytes, locateFrames } from "./frames.js";
 import { type Tag, Tags, tagToHex } from "./tag.js";
-import { type TransferSyntax, lookupTransferSyntax } from "./transfer-syntax.js";
+import { lookupTransferSyntax, type TransferSyntax } from "./transfer-syntax.js";
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from "./uid.js";
-import { type Vr, hasLongLength, paddingByte, swapUnit } from "./vr.js";
+import { hasLongLength, paddingByte, swapUnit, type Vr } from "./vr.js";
 
 export interface WritePart10Options {
   transferSyntaxUid: string;
@@ -174,10 +174,7 @@ function writeElement(out: Chunks, ds: Dataset, el: Element, syntax: TransferSyn
 
 function writeEncapsulated(out: Chunks, ds: Dataset, el: Element, syntax: TransferSyntax): void {
   if (!syntax.encapsulated) {
-    throw new DicomError(
-      "CANNOT_ENCODE",
-      `pixel data is compressed; writing it as ${syntax.name} needs decompression (transcoding)`,
-    );
+    throw new DicomError("CANNOT_ENCODE", `pixel data is compressed; writing it as ${syntax.name} needs decompression (transcoding)`);
   }
   // Rebuild as one fragment per frame; keep the fragments as they are when frames cannot be found.
   let enc: EncapsulatedPixelData;
@@ -188,7 +185,9 @@ function writeEncapsulated(out: Chunks, ds: Dataset, el: Element, syntax: Transf
   }
   writeHeader(out, el.tag, "OB", 0xffffffff, syntax);
   const table = Buffer.alloc(enc.basicOffsetTable.length * 4);
-  enc.basicOffsetTable.forEach((o, i) => table.writeUInt32LE(o, i * 4));
+  enc.basicOffsetTable.forEach((o, i) => {
+    table.writeUInt32LE(o, i * 4);
+  });
   writeItemTag(out, Tags.Item, table.length, true);
   if (table.length > 0) out.push(table);
   for (const f of enc.fragments) {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { TransferSyntaxUids, jsonToDataset, writePart10 } from "../../src/dicom/index.js";
+import { jsonToDataset, TransferSyntaxUids, writePart10 } from "../../src/dicom/index.js";
 
 const cli = new URL("../../src/cli/main.js", import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), "voxelgate-cli-"));

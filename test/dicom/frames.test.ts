@@ -4,13 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, test } from "node:test";
 import { frameBytes, locateFrames, readDicomStrict } from "../../src/dicom/index.js";
 import { dcmtkVariants } from "../helpers/corpus.js";
-import { PYDICOM_DATA, PYTHON, TOOLS, requireTools, run } from "../helpers/tools.js";
+import { PYDICOM_DATA, PYTHON, requireTools, run, TOOLS } from "../helpers/tools.js";
 
 const sha1 = (b: Uint8Array): string => createHash("sha1").update(b).digest("hex");
 const work = mkdtempSync(join(tmpdir(), "voxelgate-frames-"));
@@ -80,7 +80,10 @@ test("encapsulated frames equal pydicom's frames and GDCM's fragments, with and 
       const result = readDicomStrict(readFileSync(file));
       const located = locateFrames(result.dataset);
       sources.add(located.indexSource ?? "");
-      assert.deepEqual(located.frames.map((f) => sha1(frameBytes(f))), expected[file]);
+      assert.deepEqual(
+        located.frames.map((f) => sha1(frameBytes(f))),
+        expected[file],
+      );
       // The fragments themselves, as GDCM splits them.
       const dir = mkdtempSync(join(work, "frags-"));
       run("gdcmraw", ["-i", file, "-o", join(dir, "f"), "-t", "7fe0,0010", "-S"]);

@@ -5,15 +5,15 @@ import { join } from "node:path";
 import { test } from "node:test";
 import {
   DicomError,
-  Tags,
   datasetToJson,
   jsonToDataset,
   readDicomStrict,
+  Tags,
   thresholdBulkDataPolicy,
   writePart10,
 } from "../../src/dicom/index.js";
 import type { DicomJsonDataset } from "../../src/dicom/json-model.js";
-import { PYDICOM_DATA, TOOLS, requireTools } from "../helpers/tools.js";
+import { PYDICOM_DATA, requireTools, TOOLS } from "../helpers/tools.js";
 
 const roundTrip = (json: DicomJsonDataset): DicomJsonDataset => {
   const { dataset } = jsonToDataset(json);
@@ -106,7 +106,13 @@ test("invalid DICOM JSON is refused with the path and the reason", () => {
 
 test("JSON → dataset → Part 10 → JSON keeps real files unchanged", (t) => {
   if (!requireTools(t, TOOLS.pydicom)) return;
-  for (const name of ["test_files/CT_small.dcm", "test_files/rtplan.dcm", "test_files/waveform_ecg.dcm", "charset_files/chrH31.dcm", "charset_files/chrX2.dcm"]) {
+  for (const name of [
+    "test_files/CT_small.dcm",
+    "test_files/rtplan.dcm",
+    "test_files/waveform_ecg.dcm",
+    "charset_files/chrH31.dcm",
+    "charset_files/chrX2.dcm",
+  ]) {
     const original = datasetToJson(readDicomStrict(readFileSync(join(PYDICOM_DATA, name))).dataset);
     const back = roundTrip(original);
     // Text is now UTF-8, whatever the file's character set was.

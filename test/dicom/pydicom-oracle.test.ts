@@ -8,13 +8,13 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { test } from "node:test";
+import { swapBytes } from "../../src/dicom/byte-order.js";
 import { datasetToJson, readDicom } from "../../src/dicom/index.js";
 import type { DicomJsonAttribute, DicomJsonDataset } from "../../src/dicom/json-model.js";
-import { swapBytes } from "../../src/dicom/byte-order.js";
 import { isPrivateTag, parseTagHex } from "../../src/dicom/tag.js";
 import { swapUnit } from "../../src/dicom/vr.js";
 import { dcmtkVariants, pydicomFiles } from "../helpers/corpus.js";
-import { PYTHON, TOOLS, requireTools, run, toolsAvailable } from "../helpers/tools.js";
+import { PYTHON, requireTools, run, TOOLS, toolsAvailable } from "../helpers/tools.js";
 
 type PyAttribute = DicomJsonAttribute & { pydicomError?: string };
 type PyDataset = Record<string, PyAttribute>;
@@ -102,13 +102,18 @@ function compareAttributes(a: DicomJsonAttribute, b: PyAttribute, p: string, out
       out.push({ path: p, kind: "unexplained", ours: `${ai.length} items`, theirs: `${bi.length} items` });
       return;
     }
-    ai.forEach((item, i) => compareDatasets(item, bi[i] as PyDataset, `${p}[${i}]`, out));
+    ai.forEach((item, i) => {
+      compareDatasets(item, bi[i] as PyDataset, `${p}[${i}]`, out);
+    });
     return;
   }
   if (a.InlineBinary !== undefined || b.InlineBinary !== undefined) {
     const ours = a.InlineBinary === undefined ? undefined : sha1(a.InlineBinary);
     if (ours === b.InlineBinary) return;
-    const swapped = a.InlineBinary === undefined ? undefined : sha1(Buffer.from(swapBytes(Buffer.from(a.InlineBinary, "base64"), swapUnit(a.vr))).toString("base64"));
+    const swapped =
+      a.InlineBinary === undefined
+        ? undefined
+        : sha1(Buffer.from(swapBytes(Buffer.from(a.InlineBinary, "base64"), swapUnit(a.vr))).toString("base64"));
     const kind: DifferenceKind = bigEndian && swapUnit(a.vr) > 1 && swapped === b.InlineBinary ? "binary-in-little-endian" : "unexplained";
     out.push({ path: p, kind, ours, theirs: b.InlineBinary });
     return;
@@ -126,8 +131,8 @@ function compareAttributes(a: DicomJsonAttribute, b: PyAttribute, p: string, out
     if (x === null && y === "") out.push({ path: at, kind: "empty-value-is-null", ours: x, theirs: y });
     else if (typeof y === "string" && SPACE_INSIGNIFICANT.has(a.vr) && y.trim() === x) {
       out.push({ path: at, kind: "insignificant-spaces-removed", ours: x, theirs: y });
-    }
-    else if (a.vr === "PN" && isPnWithEmptyGroupsRemoved(x, y)) out.push({ path: at, kind: "empty-name-group-omitted", ours: x, theirs: y });
+    } else if (a.vr === "PN" && isPnWithEmptyGroupsRemoved(x, y))
+      out.push({ path: at, kind: "empty-name-group-omitted", ours: x, theirs: y });
     else if (typeof x === "number" && typeof y === "number" && Math.abs(x - y) <= Math.abs(y) * 1e-15) return;
     else out.push({ path: at, kind: "unexplained", ours: x, theirs: y });
   });
@@ -188,12 +193,13 @@ test("DICOM JSON equals pydicom's to_json_dict on pydicom's test files and DCMTK
       }
       const { differences, error } = differencesFor(file, ref.json);
       const expectedError = READ_ERRORS_EXPECTED[basename(file)];
-      if (expectedError) assert.match(error ?? "", new RegExp(`^in \\(`), `expected a ${expectedError} error naming the element in ${file}`);
+      if (expectedError) assert.match(error ?? "", /^in \(/, `expected a ${expectedError} error naming the element in ${file}`);
       else assert.equal(error, undefined, `unexpected read error on ${file}`);
       const unexplained = differences.filter((d) => d.kind === "unexplained");
       assert.deepEqual(unexplained, [], `unexplained differences with pydicom in ${file}`);
       for (const d of differences) tally[d.kind] = (tally[d.kind] ?? 0) + 1;
-      for (const d of differences.filter((x) => x.kind === "pydicom-failed")) failedByPydicom.push(`${basename(file)} ${d.path}: ${String(d.theirs)}`);
+      for (const d of differences.filter((x) => x.kind === "pydicom-failed"))
+        failedByPydicom.push(`${basename(file)} ${d.path}: ${String(d.theirs)}`);
       compared++;
     });
   }

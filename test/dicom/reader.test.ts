@@ -1,16 +1,16 @@
 /** Reader behaviour on legacy and damaged input, with datasets built in memory (no external tools). */
 import assert from "node:assert/strict";
-import { deflateRawSync } from "node:zlib";
 import { test } from "node:test";
+import { deflateRawSync } from "node:zlib";
 import {
   DicomError,
-  Tags,
-  TransferSyntaxUids,
   datasetToJson,
   firstString,
   jsonToDataset,
   readDicom,
   readDicomStrict,
+  Tags,
+  TransferSyntaxUids,
   writeDataset,
   writePart10,
 } from "../../src/dicom/index.js";
@@ -33,7 +33,11 @@ test("reads Part 10, a file without preamble, and bare datasets in every native 
   const noPreamble = readDicomStrict(part10.subarray(128));
   assert.deepEqual(datasetToJson(noPreamble.dataset), expected);
   assert.match(noPreamble.warnings.join(), /no 128-byte preamble/);
-  for (const ts of [TransferSyntaxUids.ImplicitVRLittleEndian, TransferSyntaxUids.ExplicitVRLittleEndian, TransferSyntaxUids.ExplicitVRBigEndian]) {
+  for (const ts of [
+    TransferSyntaxUids.ImplicitVRLittleEndian,
+    TransferSyntaxUids.ExplicitVRLittleEndian,
+    TransferSyntaxUids.ExplicitVRBigEndian,
+  ]) {
     const bare = readDicomStrict(writeDataset(sample, ts));
     assert.equal(bare.transferSyntaxUid, ts, "encoding detected from the first element");
     assert.deepEqual(datasetToJson(bare.dataset), expected, ts);

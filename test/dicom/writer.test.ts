@@ -8,18 +8,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, test } from "node:test";
-import {
-  TransferSyntaxUids,
-  datasetToJson,
-  frameBytes,
-  locateFrames,
-  readDicomStrict,
-  writePart10,
-} from "../../src/dicom/index.js";
+import { datasetToJson, frameBytes, locateFrames, readDicomStrict, TransferSyntaxUids, writePart10 } from "../../src/dicom/index.js";
 import type { DicomJsonDataset } from "../../src/dicom/json-model.js";
 import { isPrivateTag, parseTagHex } from "../../src/dicom/tag.js";
 import { dcmtkVariants } from "../helpers/corpus.js";
-import { PYDICOM_DATA, TOOLS, requireTools } from "../helpers/tools.js";
+import { PYDICOM_DATA, requireTools, TOOLS } from "../helpers/tools.js";
 
 const work = mkdtempSync(join(tmpdir(), "voxelgate-writer-"));
 after(() => rmSync(work, { recursive: true, force: true }));
