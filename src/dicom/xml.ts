@@ -41,8 +41,18 @@ export function datasetsToXmlDocuments(datasets: readonly DicomJsonDataset[]): s
 }
 
 // Everything that needs escaping or replacing; unpaired surrogates cannot be encoded as UTF-8.
-const SPECIAL = /[&<>"'\r\t\n\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-const TEXT_ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;", "\t": "\t", "\n": "\n" };
+const SPECIAL =
+  /[&<>"'\r\t\n\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const TEXT_ENTITIES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&apos;",
+  "\r": "&#13;",
+  "\t": "\t",
+  "\n": "\n",
+};
 const ATTRIBUTE_ENTITIES: Record<string, string> = { ...TEXT_ENTITIES, "\t": "&#9;", "\n": "&#10;" };
 
 function escapeWith(text: string, entities: Record<string, string>): string {

@@ -4,13 +4,14 @@
  * XML 1.0 parser) checks that each document is well-formed and turns it into a tree.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { test } from "node:test";
+import { lookupTag } from "../../src/dicom/dictionary.js";
 import type { DicomJsonDataset } from "../../src/dicom/json-model.js";
-import { NATIVE_DICOM_NAMESPACE, datasetToXml, datasetsToXmlDocuments, escapeXmlAttribute, escapeXmlText } from "../../src/dicom/xml.js";
-import { PYDICOM_DATA, PYTHON, TOOLS, type Tool, requireTools, run } from "../helpers/tools.js";
+import { datasetsToXmlDocuments, datasetToXml, escapeXmlAttribute, escapeXmlText, NATIVE_DICOM_NAMESPACE } from "../../src/dicom/xml.js";
+import { PYDICOM_DATA, PYTHON, requireTools, run, TOOLS, type Tool } from "../helpers/tools.js";
 
 /** expat ships with every Python; pydicom is not needed for parsing. */
 const EXPAT: Tool = { command: PYTHON, aptPackage: "python3" };
@@ -37,7 +38,7 @@ for doc in json.load(sys.stdin):
         out.append({"tree": tree(ET.fromstring(doc.encode("utf-8")))})
     except Exception as e:
         out.append({"error": "%s: %s" % (type(e).__name__, e)})
-json.dump(out, sys.stdout)
+sys.stdout.write(json.dumps(out))  # one write: json.dump to a pipe is slow
 `;
 
 /** Parses documents with expat; throws on the first one that is not well-formed. */
@@ -114,7 +115,8 @@ function readDataset(nodes: XmlNode[], where: string, problems: string[]): Attri
     if (localName(node) !== "DicomAttribute") problems.push(`${at}: ${localName(node)} where DicomAttribute belongs`);
     if (!/^[0-9A-F]{8}$/.test(tag)) problems.push(`${at}: tag is not 8 upper-case hex digits`);
     if (!SCHEMA_VRS.has(vr)) problems.push(`${at}: vr "${vr}" is not in the schema`);
-    if (tag.endsWith("0000")) problems.push(`${at}: Group Length attributes shall not be included (A.1.1)`);
+    // gggg0000 with a privateCreator is (gggg,xx00) of a private block, not a Group Length.
+    if (tag.endsWith("0000") && privateCreator === undefined) problems.push(`${at}: Group Length attributes shall not be included (A.1.1)`);
     if (Object.keys(others).length > 0) problems.push(`${at}: unknown XML attributes ${Object.keys(others).join(", ")}`);
     const kinds = new Set(node.children.map(localName));
     const attribute: Attribute = { tag, vr, keyword, creator: privateCreator, kind: "empty", values: [], items: [], names: [] };
@@ -164,9 +166,13 @@ function readDocument(root: XmlNode, problems: string[]): Attribute[] {
 
 interface Difference {
   path: string;
+  /** Tag of the attribute as written, 8 hex digits. */
+  tag: string;
   what: string;
   ours: string;
   theirs: string;
+  o?: Attribute;
+  t?: Attribute;
 }
 
 const NUMERIC_VRS = new Set(["DS", "IS", "FD", "SL", "SS", "UL", "US", "SV", "UV"]);
@@ -186,32 +192,36 @@ function compareDatasets(ours: Attribute[], theirs: Attribute[], path: string, o
   const theirsByKey = new Map(theirs.map((a) => [key(a), a]));
   const oursKeys = new Set(ours.map(key));
   for (const t of theirs) {
-    if (!oursKeys.has(key(t))) out.push({ path: `${path}/${t.tag}`, what: "missing", ours: "", theirs: `${t.vr} ${t.kind}` });
+    if (!oursKeys.has(key(t)))
+      out.push({ path: `${path}/${t.tag}`, tag: t.tag, what: "missing", ours: "", theirs: `${t.vr} ${t.kind}`, t });
   }
   for (const o of ours) {
     const at = `${path}/${o.tag}`;
     const t = theirsByKey.get(key(o));
+    const diff = (what: string, ours: string, theirs: string, where = at) =>
+      out.push({ path: where, tag: o.tag, what, ours, theirs, o, t });
     if (!t) {
-      out.push({ path: at, what: "extra", ours: `${o.vr} ${o.kind}`, theirs: "" });
+      diff("extra", `${o.vr} ${o.kind}`, "");
       continue;
     }
     for (const field of ["vr", "keyword", "kind"] as const) {
-      if (o[field] !== t[field]) out.push({ path: at, what: field, ours: String(o[field]), theirs: String(t[field]) });
+      if (o[field] !== t[field]) diff(field, String(o[field]), String(t[field]));
     }
     if (o.kind !== t.kind) continue;
     if (o.kind === "Value") {
-      if (o.values.length !== t.values.length) out.push({ path: at, what: "value count", ours: o.values.join("\\"), theirs: t.values.join("\\") });
-      else o.values.forEach((v, i) => {
-        const tv = t.values[i] as string;
-        if (!sameValue(o.vr, v, tv)) out.push({ path: `${at}#${i + 1}`, what: "value", ours: v, theirs: tv });
-      });
+      if (o.values.length !== t.values.length) diff("value count", o.values.join("\\"), t.values.join("\\"));
+      else
+        o.values.forEach((v, i) => {
+          const tv = t.values[i] as string;
+          if (!sameValue(o.vr, v, tv)) diff("value", v, tv, `${at}#${i + 1}`);
+        });
     } else if (o.kind === "PersonName") {
       const a = JSON.stringify(o.names);
       const b = JSON.stringify(t.names);
-      if (a !== b) out.push({ path: at, what: "person name", ours: a, theirs: b });
+      if (a !== b) diff("person name", a, b);
     } else if (o.kind === "Item") {
-      if (o.items.length !== t.items.length) out.push({ path: at, what: "item count", ours: String(o.items.length), theirs: String(t.items.length) });
-      else o.items.forEach((item, i) => compareDatasets(item, t.items[i] as Attribute[], `${at}[${i + 1}]`, out));
+      if (o.items.length !== t.items.length) diff("item count", String(o.items.length), String(t.items.length));
+      else for (const [i, item] of o.items.entries()) compareDatasets(item, t.items[i] as Attribute[], `${at}[${i + 1}]`, out);
     }
   }
 }
@@ -225,7 +235,7 @@ const SKIPPED: Record<string, string> = {
   "rtplan_truncated.dcm": "truncated: dcm2xml fails",
   "no_meta.dcm": "no preamble nor meta header: dcm2xml cannot detect the transfer syntax",
   "SC_rgb_jpeg.dcm": "dcm2xml fails reading it",
-  "badVR.dcm": "pydicom cannot make its JSON (IS value \"1A\")",
+  "badVR.dcm": 'pydicom cannot make its JSON (IS value "1A")',
 };
 const REQUIRED = [
   "test_files/CT_small.dcm",
@@ -244,25 +254,41 @@ const REQUIRED = [
 
 const BULK_URI = "https://bulk.example/studies/1?tag=%08X&part=1";
 
+/** pydicom's JSON, with what pydicom reads differently from dcmtk put back as the file has it. */
 const JSON_SCRIPT = `
-import sys, json, pydicom
+import sys, json, pydicom, pydicom.config
 from pydicom.filewriter import correct_ambiguous_vr
+# Keep UN as encoded (explicit-VR UN elements, private ones included) instead of guessing from dictionaries.
+pydicom.config.replace_un_with_known_vr = False
+def strip(d):
+    # pydicom keeps the insignificant trailing spaces of a value inside a multi-valued string ("DERIVED \\PRIMARY").
+    for el in d.values():
+        for i, v in enumerate(el.get("Value", [])):
+            if isinstance(v, str):
+                el["Value"][i] = v.rstrip(" ")
+            elif isinstance(v, dict) and el["vr"] == "SQ":
+                strip(v)
+    return d
 out = {}
 for path in json.load(sys.stdin):
     try:
         ds = pydicom.dcmread(path, force=True)
         # "US or SS", "OB or OW": resolved as pydicom resolves them when writing the file.
         correct_ambiguous_vr(ds, ds.is_little_endian is not False)
-        out[path] = {"json": ds.to_json_dict(bulk_data_threshold=256,
-            bulk_data_element_handler=lambda el: ${JSON.stringify(BULK_URI)} % el.tag)}
+        # ... except that encapsulated Pixel Data is always OB (PS3.5 A.4), whatever Bits Allocated says.
+        if "PixelData" in ds and ds.file_meta.get("TransferSyntaxUID") and ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds["PixelData"].VR = "OB"
+        out[path] = {"json": strip(ds.to_json_dict(bulk_data_threshold=256,
+            bulk_data_element_handler=lambda el: ${JSON.stringify(BULK_URI)} % el.tag))}
     except Exception as e:
         out[path] = {"error": "%s: %s" % (type(e).__name__, e)}
-json.dump(out, sys.stdout)
+sys.stdout.write(json.dumps(out))  # one write: json.dump to a pipe is slow
 `;
 
 /** Re-encodes a file in UTF-8 with pydicom, for character sets that dcmtk's iconv build lacks (ISO 2022 IR 87, …). */
 const TRANSCODE_SCRIPT = `
-import sys, pydicom
+import sys, pydicom, pydicom.config
+pydicom.config.replace_un_with_known_vr = False
 ds = pydicom.dcmread(sys.argv[1], force=True)
 ds.decode()
 for d in [ds] + [i for e in ds.iterall() if e.VR == "SQ" for i in e.value]:
@@ -280,7 +306,8 @@ interface FileResult {
   theirProblems: string[];
   /** The file went through pydicom's UTF-8 re-encoding before dcm2xml. */
   transcoded: boolean;
-  /** dcmtk's root element, for the namespace check. */
+  /** Root elements, for the namespace check. */
+  ourRoot: XmlNode;
   theirRoot: XmlNode;
   json: DicomJsonDataset;
 }
@@ -289,10 +316,9 @@ let oracleCache: FileResult[] | undefined;
 
 function testFiles(): string[] {
   const list = (dir: string) =>
-    run("ls", [join(PYDICOM_DATA, dir)])
-      .toString()
-      .split("\n")
+    readdirSync(join(PYDICOM_DATA, dir))
       .filter((f) => f.endsWith(".dcm") && !(f in SKIPPED))
+      .sort()
       .map((f) => `${dir}/${f}`);
   return [...list("test_files"), ...list("charset_files")];
 }
@@ -302,7 +328,10 @@ function oracle(): FileResult[] {
   const files = testFiles();
   for (const required of REQUIRED) assert.ok(files.includes(required), `pydicom test file ${required} is missing`);
   const paths = files.map((f) => join(PYDICOM_DATA, f));
-  const jsonByPath = JSON.parse(run(PYTHON, ["-c", JSON_SCRIPT], JSON.stringify(paths)).toString()) as Record<string, { json?: DicomJsonDataset; error?: string }>;
+  const jsonByPath = JSON.parse(run(PYTHON, ["-c", JSON_SCRIPT], JSON.stringify(paths)).toString()) as Record<
+    string,
+    { json?: DicomJsonDataset; error?: string }
+  >;
   const tmp = mkdtempSync(join(tmpdir(), "voxelgate-xml-"));
   try {
     const dcmtkXml: string[] = [];
@@ -328,15 +357,17 @@ function oracle(): FileResult[] {
     oracleCache = files.map((file, i) => {
       const ourProblems: string[] = [];
       const theirProblems: string[] = [];
+      const ourRoot = trees[i] as XmlNode;
       const theirRoot = trees[files.length + i] as XmlNode;
       return {
         file,
         ourXml: ourXml[i] as string,
-        ours: readDocument(trees[i] as XmlNode, ourProblems),
+        ours: readDocument(ourRoot, ourProblems),
         theirs: readDocument(theirRoot, theirProblems),
         ourProblems,
         theirProblems,
         transcoded: transcoded[i] as boolean,
+        ourRoot,
         theirRoot,
         json: jsons[i] as DicomJsonDataset,
       };
@@ -353,16 +384,69 @@ function differences(r: FileResult): Difference[] {
   return out;
 }
 
+const summary = ({ path, what, ours, theirs }: Difference) => ({ path, what, ours, theirs });
+const isPrivateBlockTag = (hex: string) => (Number.parseInt(hex.slice(0, 4), 16) & 1) === 1 && Number.parseInt(hex.slice(4), 16) >= 0x1000;
+const maskBlock = (hex: string) => `${hex.slice(0, 4)}00${hex.slice(6)}`;
+const parent = (path: string) => path.slice(0, path.lastIndexOf("/"));
+
 /**
- * Where dcmtk departs from PS3.19 (each has its own test below), or where the input differs for
- * reasons outside the writer. Everything else must match.
+ * Why a difference is not a fault of ours: a dcmtk departure from PS3.19 (each has its own test
+ * below), or dcm2xml's +U8 conversion. A difference without a reason fails the comparison.
  */
-function isExplained(r: FileResult, d: Difference): boolean {
-  // dcmtk leaves out the PersonName of a value made of delimiters only ("^^^^"); see its test.
-  if (d.what === "kind" && d.ours === "PersonName" && d.theirs === "empty") return true;
-  // The transcoded copy says ISO_IR 192 instead of the file's character set.
-  if (r.transcoded && /\/00080005(#\d+)?$/.test(d.path)) return true;
-  return false;
+type Reason =
+  | "+U8 rewrites (0008,0005)"
+  | "retired keyword left out"
+  | "empty PersonName left out"
+  | "Phonetic copied from Ideographic"
+  | "orphan private element masked";
+
+function reasonFor(d: Difference, all: readonly Difference[]): Reason | undefined {
+  // dcm2xml +U8 converts the dataset to UTF-8 first, setting (0008,0005) to ISO_IR 192 (or adding it).
+  if (d.tag === "00080005" && d.t?.values.join("\\") === "ISO_IR 192") return "+U8 rewrites (0008,0005)";
+  if (d.what === "keyword" && d.theirs === "undefined" && dcmtkRetiredTags().has(d.tag)) {
+    return "retired keyword left out";
+  }
+  if (d.what === "kind" && d.t?.kind === "empty" && d.o?.kind === "PersonName" && d.o.names.every((n) => Object.keys(n).length === 0)) {
+    return "empty PersonName left out";
+  }
+  if (d.what === "person name" && d.o && d.t && d.o.names.length === d.t.names.length) {
+    const copied = d.o.names.map((n) => (n.Phonetic === undefined && n.Ideographic ? { ...n, Phonetic: n.Ideographic } : n));
+    if (JSON.stringify(copied) === d.theirs) return "Phonetic copied from Ideographic";
+  }
+  // An element of a private block whose creator is not in the dataset: we keep (gggg,xxee), dcmtk
+  // writes gggg00ee without privateCreator. The two halves of the pair are explained together.
+  if (d.what === "extra" && d.o?.creator === undefined && isPrivateBlockTag(d.tag)) {
+    const twin = all.find((x) => x.what === "missing" && x.tag === maskBlock(d.tag) && parent(x.path) === parent(d.path));
+    if (twin && twin.t?.creator === undefined && twin.t?.vr === d.o?.vr) return "orphan private element masked";
+  }
+  if (d.what === "missing" && d.t?.creator === undefined) {
+    const twin = all.find(
+      (x) => x.what === "extra" && isPrivateBlockTag(x.tag) && maskBlock(x.tag) === d.tag && parent(x.path) === parent(d.path),
+    );
+    if (twin && twin.o?.creator === undefined && twin.o?.vr === d.t?.vr) return "orphan private element masked";
+  }
+  return undefined;
+}
+
+let retiredCache: Set<string> | undefined;
+/** Tags that dcmtk's data dictionary names RETIRED_…, e.g. "(0010,1000)\tLO\tRETIRED_OtherPatientIDs". */
+function dcmtkRetiredTags(): Set<string> {
+  if (retiredCache) return retiredCache;
+  const dir = readdirSync("/usr/share").find((d) => d.startsWith("libdcmtk") && existsSync(join("/usr/share", d, "dicom.dic")));
+  assert.ok(dir, "dcmtk's dicom.dic not found under /usr/share/libdcmtk*");
+  const text = readFileSync(join("/usr/share", dir, "dicom.dic"), "latin1");
+  retiredCache = new Set(
+    [...text.matchAll(/^\(([0-9A-F]{4}),([0-9A-F]{4})\)\s+\S+\s+RETIRED_/gim)].map((m) => `${m[1]}${m[2]}`.toUpperCase()),
+  );
+  return retiredCache;
+}
+
+/** The differences of the whole run explained by a reason. */
+function explained(reason: Reason): { file: string; d: Difference }[] {
+  return oracle().flatMap((r) => {
+    const all = differences(r);
+    return all.filter((d) => reasonFor(d, all) === reason).map((d) => ({ file: r.file, d }));
+  });
 }
 
 test("matches dcm2xml --native-format on pydicom's test files", async (t) => {
@@ -371,9 +455,10 @@ test("matches dcm2xml --native-format on pydicom's test files", async (t) => {
   assert.ok(results.length >= REQUIRED.length);
   for (const r of results) {
     await t.test(r.file, () => {
+      assert.ok(r.ours.length > 0 && r.theirs.length > 0, "nothing to compare");
       assert.deepEqual(r.ourProblems, [], "our document breaks the PS3.19 schema");
-      const unexplained = differences(r).filter((d) => !isExplained(r, d));
-      assert.deepEqual(unexplained, []);
+      const all = differences(r);
+      assert.deepEqual(all.filter((d) => reasonFor(d, all) === undefined).map(summary), []);
     });
   }
 });
@@ -384,7 +469,7 @@ test("dcmtk deviation: no namespace unless +Xn", (t) => {
   // so every element of a valid instance is in that namespace. dcm2xml only declares it with +Xn.
   for (const r of oracle()) {
     assert.equal(r.theirRoot.name, "NativeDicomModel", r.file);
-    assert.equal(parseOne(r.ourXml).name, `{${NATIVE_DICOM_NAMESPACE}}NativeDicomModel`, r.file);
+    assert.equal(r.ourRoot.name, `{${NATIVE_DICOM_NAMESPACE}}NativeDicomModel`, r.file);
   }
   const path = join(PYDICOM_DATA, "test_files/CT_small.dcm");
   const withNs = parseOne(run("dcm2xml", ["--native-format", "+Xn", "-q", path]).toString("utf8"));
@@ -403,20 +488,81 @@ test("dcmtk deviation: a PN value of delimiters only gets no PersonName", (t) =>
   const theirs = r.theirs.find((a) => a.tag === "00080090");
   assert.deepEqual([ours?.kind, ours?.names], ["PersonName", [{}]]);
   assert.deepEqual([theirs?.kind, theirs?.names], ["empty", []]);
-  // Every difference of that kind in the whole run is this case: an all-empty name on our side.
-  for (const x of oracle()) {
-    for (const d of differences(x).filter((d) => d.what === "kind" && d.theirs === "empty")) {
-      const tag = d.path.split("/").pop() ?? "";
-      assert.equal(d.ours, "PersonName", `${x.file} ${d.path}`);
-      assert.ok(tag.length === 8, d.path);
-    }
+  assert.ok(explained("empty PersonName left out").some((x) => x.file === r.file && x.d.tag === "00080090"));
+});
+
+test("dcmtk deviation: an empty Phonetic group repeats the Ideographic one", (t) => {
+  if (!requireTools(t, TOOLS.pydicom, TOOLS.dcm2xml)) return;
+  // PS3.19 A.1.5, PersonName: "The rules defined in DICOM on the usage of the Alphabetic,
+  // Ideographic, and Phonetic groups ... apply", and PS3.5 §6.2.1 has the groups in that order,
+  // any of them possibly empty. In chrX1, "Wang^XiaoDong=王^小東=" has an empty phonetic group:
+  // dcm2xml writes a <Phonetic> holding the ideographic names, we write no <Phonetic>.
+  const r = oracle().find((x) => x.file === "charset_files/chrX1.dcm");
+  assert.ok(r);
+  // pydicom leaves the empty group out of the JSON; the file has "Wang^XiaoDong=王^小東=".
+  assert.deepEqual(r.json["00100010"]?.Value, [{ Alphabetic: "Wang^XiaoDong", Ideographic: "王^小東" }]);
+  const ideographic = { FamilyName: "王", GivenName: "小東" };
+  assert.deepEqual(r.ours.find((a) => a.tag === "00100010")?.names, [
+    { Alphabetic: { FamilyName: "Wang", GivenName: "XiaoDong" }, Ideographic: ideographic },
+  ]);
+  assert.deepEqual(r.theirs.find((a) => a.tag === "00100010")?.names[0]?.Phonetic, ideographic);
+  const files = new Set(explained("Phonetic copied from Ideographic").map((x) => x.file));
+  assert.deepEqual([...files].sort(), ["charset_files/chrX1.dcm", "charset_files/chrX2.dcm"]);
+});
+
+test("dcmtk deviation: keywords of retired attributes are left out", (t) => {
+  if (!requireTools(t, TOOLS.pydicom, TOOLS.dcm2xml)) return;
+  // PS3.19 A.1.5, keyword: "The keyword as defined in PS3.6. Required unless the DICOM Data Element
+  // is unknown to the host." Retired attributes keep their keyword in PS3.6 (e.g. (0010,1000)
+  // OtherPatientIDs) and dcmtk knows them (as RETIRED_OtherPatientIDs), yet dcm2xml writes no keyword.
+  const found = explained("retired keyword left out");
+  const tags = new Set(found.map((x) => x.d.tag));
+  assert.ok(tags.has("00101000"), "(0010,1000) OtherPatientIDs");
+  assert.ok(tags.has("300A0082"), "(300A,0082) BeamDoseSpecificationPoint in rtplan");
+  for (const { d } of found) assert.equal(d.ours, lookupTag(Number.parseInt(d.tag, 16))?.keyword);
+  // And dcmtk writes the keyword of no retired attribute at all.
+  for (const r of oracle()) {
+    const walk = (attributes: Attribute[]): void =>
+      attributes.forEach((a) => {
+        if (dcmtkRetiredTags().has(a.tag) && a.creator === undefined) assert.equal(a.keyword, undefined, `${r.file} ${a.tag}`);
+        a.items.forEach(walk);
+      });
+    walk(r.theirs);
   }
+});
+
+test("dcmtk deviation: private elements without a creator are masked anyway", (t) => {
+  if (!requireTools(t, TOOLS.pydicom, TOOLS.dcm2xml)) return;
+  // PS3.19 A.1.5, tag: "For Private Data Elements, the two most significant hexadecimal characters
+  // of the Element Number shall be 00, since the Private Creator is explicitly conveyed", and
+  // privateCreator is "Required for Private Data Elements". With no creator in the dataset there is
+  // nothing to convey, so we keep the full tag and lose nothing. dcm2xml drops the block anyway:
+  // (0009,1100) becomes "00090000", a Group Length tag, which A.1.1 excludes ("Group Length
+  // (gggg,0000) attributes shall not be included in a Native DICOM Model instance"). In
+  // J2K_pixelrep_mismatch the creators are there but encoded as UN, which neither tool reads as one.
+  const found = explained("orphan private element masked");
+  const un = found.filter((x) => x.file === "test_files/UN_sequence.dcm").map((x) => [x.d.what, x.d.tag]);
+  assert.deepEqual(un.sort(), [
+    ["extra", "4453100C"],
+    ["missing", "4453000C"],
+  ]);
+  const j2k = found.filter((x) => x.file === "test_files/J2K_pixelrep_mismatch.dcm");
+  assert.ok(j2k.some((x) => x.d.what === "missing" && x.d.tag === "00090000"));
+  assert.ok(j2k.some((x) => x.d.what === "extra" && x.d.tag === "00091100"));
+  const j2kResult = oracle().find((r) => r.file === "test_files/J2K_pixelrep_mismatch.dcm");
+  assert.deepEqual(j2kResult?.theirProblems, [
+    "/00090000: Group Length attributes shall not be included (A.1.1)",
+    "/00190000: Group Length attributes shall not be included (A.1.1)",
+  ]);
 });
 
 test("dcm2xml's own documents follow the schema", (t) => {
   if (!requireTools(t, TOOLS.pydicom, TOOLS.dcm2xml)) return;
-  // Keeps the comparison honest: the tree reader is strict, and dcmtk passes it too.
-  for (const r of oracle()) assert.deepEqual(r.theirProblems, [], r.file);
+  // Keeps the comparison honest: the tree reader is strict, and dcmtk passes it too, but for the
+  // masked orphans of J2K_pixelrep_mismatch (asserted in their own test).
+  for (const r of oracle()) {
+    if (r.file !== "test_files/J2K_pixelrep_mismatch.dcm") assert.deepEqual(r.theirProblems, [], r.file);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -425,9 +571,7 @@ test("dcm2xml's own documents follow the schema", (t) => {
 const xml = (dataset: DicomJsonDataset): string => datasetToXml(dataset);
 /** The body between the root tags, newlines removed, for exact comparisons. */
 const body = (doc: string): string =>
-  doc
-    .slice(doc.indexOf(">", doc.indexOf("<NativeDicomModel")) + 1, doc.lastIndexOf("</NativeDicomModel>"))
-    .replace(/\n/g, "");
+  doc.slice(doc.indexOf(">", doc.indexOf("<NativeDicomModel")) + 1, doc.lastIndexOf("</NativeDicomModel>")).replace(/\n/g, "");
 
 test("document prologue and root", () => {
   const doc = xml({});
@@ -589,12 +733,17 @@ test("private creators: block lookup per dataset, gggg00ee tags", (t) => {
     "00190010": { vr: "LO", Value: ["CREATOR A"] },
     "00190011": { vr: "LO", Value: ["CREATOR B"] },
     "00191001": { vr: "DS", Value: [1] },
-    "00191101": { vr: "SQ", Value: [{
-      // In an item, the creators of that item count, not the enclosing dataset's (PS3.5 §7.8.1).
-      "00190012": { vr: "LO", Value: ["CREATOR C"] },
-      "00191201": { vr: "SH", Value: ["in item"] },
-      "00191001": { vr: "SH", Value: ["no creator here"] },
-    }] },
+    "00191101": {
+      vr: "SQ",
+      Value: [
+        {
+          // In an item, the creators of that item count, not the enclosing dataset's (PS3.5 §7.8.1).
+          "00190012": { vr: "LO", Value: ["CREATOR C"] },
+          "00191201": { vr: "SH", Value: ["in item"] },
+          "00191001": { vr: "SH", Value: ["no creator here"] },
+        },
+      ],
+    },
     "00191205": { vr: "UN", InlineBinary: "AA==" },
     "00290010": { vr: "LO", Value: ["CREATOR A"] },
     "002910FF": { vr: "US", Value: [5] },
@@ -631,7 +780,10 @@ test("datasetsToXmlDocuments: one well-formed document per dataset", (t) => {
   ];
   const docs = datasetsToXmlDocuments(datasets);
   assert.equal(docs.length, 3);
-  assert.deepEqual(docs, datasets.map((d) => datasetToXml(d)));
+  assert.deepEqual(
+    docs,
+    datasets.map((d) => datasetToXml(d)),
+  );
   assert.deepEqual(datasetsToXmlDocuments([]), []);
   if (!requireTools(t, EXPAT)) return;
   const trees = parseXml(docs);
