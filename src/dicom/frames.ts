@@ -59,14 +59,25 @@ export function pixelLayout(ds: Dataset): PixelLayout {
     : ds.has(Tags.DoubleFloatPixelData)
       ? 64
       : need(Tags.BitsAllocated, "Bits Allocated");
-  return {
+  const layout = {
     rows: need(Tags.Rows, "Rows"),
     columns: need(Tags.Columns, "Columns"),
     samplesPerPixel: firstInteger(ds, Tags.SamplesPerPixel) ?? 1,
     bitsAllocated,
     numberOfFrames: Math.max(1, firstInteger(ds, Tags.NumberOfFrames) ?? 1),
   };
+  // Hostile-input guards: a frame of no pixels, or a frame count that would cost gigabytes of bookkeeping.
+  if (layout.rows * layout.columns * layout.samplesPerPixel * layout.bitsAllocated === 0) {
+    throw new DicomError("INVALID_LENGTH", "Rows, Columns, Samples per Pixel and Bits Allocated must all be non-zero");
+  }
+  if (layout.numberOfFrames > MAX_FRAMES) {
+    throw new DicomError("INVALID_LENGTH", `Number of Frames ${layout.numberOfFrames} is more than the ${MAX_FRAMES} supported`);
+  }
+  return layout;
 }
+
+/** Far above any real multi-frame object (whole-slide image levels reach a few hundred thousand tiles). */
+const MAX_FRAMES = 1_000_000;
 
 /** Locates every frame of the dataset's pixel data; throws a DicomError when it cannot. */
 export function locateFrames(ds: Dataset): LocatedFrames {
