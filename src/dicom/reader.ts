@@ -18,7 +18,7 @@ import { hasLongLength, isVr, type Vr } from "./vr.js";
 export interface ReadOptions {
   /** Stop before the first top-level element whose tag is ≥ this one (e.g. PixelData for a header read). */
   untilTag?: Tag;
-  /** Deepest sequence nesting accepted (hostile input guard). Default 64. */
+  /** Deepest sequence nesting accepted (hostile input guard). Default 64, at most 1000. */
   maxDepth?: number;
   /** Largest inflated size of a deflated dataset (deflate-bomb guard). Default 1 GiB. */
   maxInflatedBytes?: number;
@@ -41,6 +41,8 @@ export interface ReadResult {
 }
 
 const UNDEFINED_LENGTH = 0xffffffff;
+/** Each nesting level costs a few stack frames: stay well inside Node's default stack. */
+const MAX_DEPTH = 1000;
 
 /** Reads a Part 10 file, a file without preamble/meta, or a bare dataset (detected from its first bytes). */
 export function readDicom(input: Uint8Array, options: ReadOptions = {}): ReadResult {
@@ -125,7 +127,8 @@ export function readDicomStrict(input: Uint8Array, options: ReadOptions = {}): R
 
 function asDicomError(e: unknown): DicomError {
   if (e instanceof DicomError) return e;
-  if (e instanceof RangeError) return new DicomError("TRUNCATED", `input ends inside a value: ${e.message}`);
+  // Nesting deeper than the JS stack allows, when a caller raised maxDepth above MAX_DEPTH's worth of stack.
+  if (e instanceof RangeError && /call stack/i.test(e.message)) return new DicomError("TOO_DEEP", "sequences nest too deeply to read");
   throw e;
 }
 
@@ -212,7 +215,7 @@ class Reader {
     options: ReadOptions,
     private readonly warnings: string[],
   ) {
-    this.maxDepth = options.maxDepth ?? 64;
+    this.maxDepth = Math.min(options.maxDepth ?? 64, MAX_DEPTH);
   }
 
   private truncated(what: string, at: number): DicomError {
