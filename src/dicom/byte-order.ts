@@ -11,3 +11,12 @@ export function swapBytes(bytes: Uint8Array, unit: number): Uint8Array {
   out.set(bytes.subarray(n), n);
   return out;
 }
+
+/** Values have even length (PS3.5 §7.1.1): one padding byte is appended to an odd one (a copy). */
+export function padEven(bytes: Uint8Array, pad: number): Uint8Array {
+  if (bytes.length % 2 === 0) return bytes;
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  out[bytes.length] = pad;
+  return out;
+}

@@ -3,6 +3,7 @@
  * little endian; text is encoded in UTF-8 and Specific Character Set becomes ISO_IR 192 when any
  * text value needs more than ASCII (JSON is Unicode, whatever character set the sender named).
  */
+import { padEven } from "./byte-order.js";
 import { Dataset, type Element } from "./dataset.js";
 import { DicomError } from "./errors.js";
 import type { DicomJsonAttribute, DicomJsonDataset, JsonValue, PersonNameJson } from "./json-model.js";
@@ -202,12 +203,4 @@ function encodeBinaryNumbers(vr: Vr, size: number, values: JsonValue[], path: st
 function stringElement(tag: Tag, vr: Vr, values: string[]): Element {
   const text = values.join("\\");
   return { tag, vr, bytes: padEven(Buffer.from(text, "utf8"), paddingByte(vr)), position: -1 };
-}
-
-function padEven(bytes: Uint8Array, pad: number): Uint8Array {
-  if (bytes.length % 2 === 0) return bytes;
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  out[bytes.length] = pad;
-  return out;
 }

@@ -7,7 +7,7 @@
  * drops InlineBinary and re-fragments frames (notes/libraries.md T2, T3, T5).
  */
 import { deflateRawSync } from "node:zlib";
-import { swapBytes } from "./byte-order.js";
+import { padEven, swapBytes } from "./byte-order.js";
 import { Dataset, type Element, type EncapsulatedPixelData, latin1Trim } from "./dataset.js";
 import { DicomError } from "./errors.js";
 import { frameBytes, locateFrames } from "./frames.js";
@@ -42,7 +42,7 @@ export function writePart10(ds: Dataset, options: WritePart10Options): Buffer {
   const sopInstance = requiredUid(ds, Tags.SOPInstanceUID, "SOP Instance UID");
   const meta = new Dataset(true);
   const put = (tag: Tag, vr: Vr, value: string | Uint8Array) =>
-    meta.set({ tag, vr, bytes: typeof value === "string" ? padded(Buffer.from(value, "latin1"), paddingByte(vr)) : value, position: -1 });
+    meta.set({ tag, vr, bytes: typeof value === "string" ? padEven(Buffer.from(value, "latin1"), paddingByte(vr)) : value, position: -1 });
   put(Tags.FileMetaInformationVersion, "OB", Uint8Array.of(0x00, 0x01));
   put(Tags.MediaStorageSOPClassUID, "UI", sopClass);
   put(Tags.MediaStorageSOPInstanceUID, "UI", sopInstance);
@@ -89,7 +89,7 @@ export function encapsulateFrames(frames: readonly Uint8Array[]): EncapsulatedPi
   let offset = 0;
   const fragments = frames.map((f) => {
     basicOffsetTable.push(offset);
-    const bytes = padded(f, 0);
+    const bytes = padEven(f, 0);
     offset += 8 + bytes.length;
     return { position: -1, bytes };
   });
@@ -107,14 +107,6 @@ function requiredUid(ds: Dataset, tag: Tag, name: string): string {
   const uid = bytes ? latin1Trim(bytes) : "";
   if (!uid) throw new DicomError("CANNOT_ENCODE", `a Part 10 file needs ${name} (${tagToHex(tag)}) in the dataset`);
   return uid;
-}
-
-function padded(bytes: Uint8Array, pad: number): Uint8Array {
-  if (bytes.length % 2 === 0) return bytes;
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  out[bytes.length] = pad;
-  return out;
 }
 
 function writeHeader(out: Chunks, tag: Tag, vr: Vr, length: number, syntax: TransferSyntax): void {
@@ -164,7 +156,7 @@ function writeElement(out: Chunks, ds: Dataset, el: Element, syntax: TransferSyn
   if (el.encapsulated) {
     throw new DicomError("CANNOT_ENCODE", `encapsulated (${tagToHex(el.tag)}) can only be written as Pixel Data`);
   }
-  let value = padded(el.bytes ?? new Uint8Array(0), paddingByte(el.vr));
+  let value = padEven(el.bytes ?? new Uint8Array(0), paddingByte(el.vr));
   if (ds.littleEndian !== syntax.littleEndian) value = swapBytes(value, swapUnit(el.vr));
   // A value too long for a 16-bit length field can only be written as UN (as DCMTK does).
   const vr: Vr = syntax.explicitVr && !hasLongLength(el.vr) && value.length > 0xffff ? "UN" : el.vr;
@@ -191,7 +183,7 @@ function writeEncapsulated(out: Chunks, ds: Dataset, el: Element, syntax: Transf
   writeItemTag(out, Tags.Item, table.length, true);
   if (table.length > 0) out.push(table);
   for (const f of enc.fragments) {
-    const bytes = padded(f.bytes, 0);
+    const bytes = padEven(f.bytes, 0);
     writeItemTag(out, Tags.Item, bytes.length, true);
     out.push(bytes);
   }
