@@ -39,7 +39,7 @@ import {
   writeDataset,
   writePart10,
 } from "../../src/dicom/index.js";
-import type { Vr } from "../../src/dicom/vr.js";
+import { VRS, type Vr } from "../../src/dicom/vr.js";
 import { PYDICOM_DATA, requireTools, TOOLS } from "../helpers/tools.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -627,39 +627,6 @@ const CHARSETS = [
   "ISO 2022 IR 6\\ISO 2022 IR 87",
   "",
 ];
-const RANDOM_VRS: readonly Vr[] = [
-  "AE",
-  "AT",
-  "CS",
-  "DA",
-  "DS",
-  "FD",
-  "FL",
-  "IS",
-  "LO",
-  "LT",
-  "OB",
-  "OD",
-  "OF",
-  "OL",
-  "OV",
-  "OW",
-  "PN",
-  "SH",
-  "SL",
-  "SQ",
-  "SS",
-  "SV",
-  "TM",
-  "UC",
-  "UI",
-  "UL",
-  "UN",
-  "UR",
-  "US",
-  "UT",
-  "UV",
-];
 
 type Edit = (ds: Dataset, rng: Rng) => string;
 
@@ -742,7 +709,7 @@ const EDITS: readonly Edit[] = [
   },
   (ds, rng) => {
     const tag = ((rng.int(0x7fe0) << 16) | rng.int(0x10000)) >>> 0;
-    const vr = rng.pick(RANDOM_VRS);
+    const vr = rng.pick(VRS);
     if (vr === "SQ") ds.set({ tag, vr, items: rng.chance(0.5) ? [] : [new Dataset()], position: -1 });
     else setBytes(ds, tag, vr, rng.bytes(rng.int(33)));
     return `random(${tag.toString(16)},${vr})`;
@@ -751,7 +718,7 @@ const EDITS: readonly Edit[] = [
     const victims = ds.elements().filter((e) => e.bytes);
     if (victims.length === 0) return "wrong-vr(none)";
     const el = rng.pick(victims);
-    const vr = rng.pick(RANDOM_VRS);
+    const vr = rng.pick(VRS);
     ds.set({ ...el, vr, position: -1 });
     return `wrong-vr(${el.tag.toString(16)},${el.vr}->${vr})`;
   },
