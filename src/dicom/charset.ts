@@ -185,7 +185,7 @@ const isGraphicGL = (b: number): boolean => b >= 0x21 && b <= 0x7e;
 function decodeRun(bytes: Uint8Array, start: number, end: number, g0: G0, g1: Decode): string {
   if (g0 === "ascii") return g1(bytes, start, end);
   let out = "";
-  for (let i = start; i < end; ) {
+  for (let i = start; i < end;) {
     let j = i;
     if (isGraphicGL(bytes[i] as number)) {
       while (j < end && isGraphicGL(bytes[j] as number)) j++;
@@ -222,7 +222,7 @@ function decodeExtended(bytes: Uint8Array, initial: Decode, delims: Uint8Array):
   let g1 = initial;
   let out = "";
   let start = 0;
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i] as number;
     if (b === ESC) {
       const sequence = readEscape(bytes, i);

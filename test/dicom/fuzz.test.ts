@@ -1154,10 +1154,7 @@ interface Job {
 }
 
 type FromWorker =
-  | { type: "total"; total: number }
-  | { type: "start"; index: number }
-  | { type: "case"; outcome: CaseOutcome }
-  | { type: "done" };
+  { type: "total"; total: number } | { type: "start"; index: number } | { type: "case"; outcome: CaseOutcome } | { type: "done" };
 
 function workerMain(job: Job): void {
   const port = parentPort;
