@@ -1,0 +1,34 @@
+/**
+ * The archive facade: an Index and a BlobStore opened on a data folder, plus the ingest
+ * pipeline. Services (dicomweb, CLI import) take an Archive; they never touch SQL or paths.
+ */
+import type { Readable } from "node:stream";
+import type { IngestResult } from "./ingest-result.js";
+import type { BlobStore, DuplicatePolicy, Index, Scope } from "./types.js";
+
+export interface ArchiveOptions {
+  /** Data folder: index, files and staging area live under it (created when missing). */
+  dataDir: string;
+  duplicatePolicy?: DuplicatePolicy;
+}
+
+export interface IngestOptions {
+  /** Study-targeted STOW: an instance of another study is refused. */
+  expectedStudyUid?: string;
+}
+
+/** Placeholder for the public DICOMweb root inside materialized metadata; replaced when served. */
+export const BASE_URL_TOKEN = "@@VOXELGATE_BASE@@";
+
+export interface Archive {
+  readonly index: Index;
+  readonly blobs: BlobStore;
+  readonly dataDir: string;
+  /** Ingests a DICOM file from a readable stream (a STOW part, an upload). */
+  ingestStream(stream: Readable, options?: IngestOptions): Promise<IngestResult>;
+  /** Ingests a DICOM file already on disk (import). The file is copied, never moved. */
+  ingestFile(path: string, options?: IngestOptions): Promise<IngestResult>;
+  /** Deletes a scope: index rows first (readers stop seeing it), then files. Returns instances removed. */
+  delete(scope: Scope): Promise<number>;
+  close(): Promise<void>;
+}

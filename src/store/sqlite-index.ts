@@ -1,0 +1,355 @@
+/**
+ * The embedded Index: SQLite in WAL mode with synchronous=FULL, so a commit that returned is on
+ * disk (a STOW acknowledged is never lost). Every write is one transaction.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import type { DicomJsonAttribute, DicomJsonDataset } from "../dicom/index.js";
+import { decodeFrameTable, encodeFrameTable } from "./frame-table.js";
+import type { SearchQuery, SearchResult } from "./query.js";
+import { SCHEMA } from "./sqlite-schema.js";
+import { searchSqlite } from "./sqlite-search.js";
+import { foldText } from "./text-fold.js";
+import type {
+  BulkDataEntry,
+  CommitOutcome,
+  DuplicatePolicy,
+  FrameRanges,
+  Index,
+  IndexStats,
+  InstanceRecord,
+  InstanceRow,
+  MetadataChunks,
+  Scope,
+} from "./types.js";
+
+type Db = Database.Database;
+
+interface InstanceDbRow {
+  study_uid: string;
+  series_uid: string;
+  sop_uid: string;
+  sop_class_uid: string;
+  transfer_syntax_uid: string;
+  blob_key: string;
+  file_size: number;
+  sha256: string;
+  instance_number: number | null;
+  number_of_frames: number | null;
+  stored_at: number;
+}
+
+const INSTANCE_COLUMNS = `st.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.transfer_syntax_uid, i.blob_key,
+  i.file_size, i.sha256, i.instance_number, i.number_of_frames, i.stored_at`;
+const INSTANCE_FROM = `instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = i.study_pk`;
+const PRESENTATION_ORDER = `ORDER BY se.series_number IS NULL, se.series_number, se.pk, i.instance_number IS NULL, i.instance_number, i.pk`;
+
+const toRow = (r: InstanceDbRow): InstanceRow => ({
+  studyUid: r.study_uid,
+  seriesUid: r.series_uid,
+  sopUid: r.sop_uid,
+  sopClassUid: r.sop_class_uid,
+  transferSyntaxUid: r.transfer_syntax_uid,
+  blobKey: r.blob_key,
+  fileSize: r.file_size,
+  sha256: r.sha256,
+  instanceNumber: r.instance_number,
+  numberOfFrames: r.number_of_frames,
+  storedAt: r.stored_at,
+});
+
+/** First value of an attribute as text (PN: all component groups joined by "="). */
+function text(ds: DicomJsonDataset, tag: string): string | null {
+  const value = ds[tag]?.Value?.[0];
+  if (value === undefined || value === null) return null;
+  if (typeof value === "object") {
+    const pn = value as { Alphabetic?: string; Ideographic?: string; Phonetic?: string };
+    if ("Alphabetic" in pn || "Ideographic" in pn || "Phonetic" in pn) {
+      const groups = [pn.Alphabetic ?? "", pn.Ideographic ?? "", pn.Phonetic ?? ""];
+      while (groups.length > 1 && groups[groups.length - 1] === "") groups.pop();
+      return groups.join("=");
+    }
+    return null;
+  }
+  return String(value);
+}
+
+function integer(ds: DicomJsonDataset, tag: string): number | null {
+  const value = ds[tag]?.Value?.[0];
+  const n = typeof value === "number" ? value : typeof value === "string" ? Number(value) : NaN;
+  return Number.isFinite(n) ? Math.trunc(n) : null;
+}
+
+/** Top-level attributes without binary values: what QIDO can match and return at study/series level. */
+function levelAttributes(ds: DicomJsonDataset): string {
+  const out: Record<string, DicomJsonAttribute> = {};
+  for (const [tag, attr] of Object.entries(ds)) {
+    if (attr.BulkDataURI !== undefined || attr.InlineBinary !== undefined) continue;
+    out[tag] = attr;
+  }
+  return JSON.stringify(out);
+}
+
+export class SqliteIndex implements Index {
+  readonly db: Db;
+  private readonly statements;
+
+  constructor(file: string) {
+    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.statements = {
+      studyByUid: db.prepare<[string], { pk: number }>("SELECT pk FROM studies WHERE study_uid = ?"),
+      seriesByUid: db.prepare<[string], { pk: number; study_pk: number }>("SELECT pk, study_pk FROM series WHERE series_uid = ?"),
+      instanceByUid: db.prepare<[string], InstanceDbRow & { pk: number; series_pk: number; study_pk: number }>(
+        `SELECT ${INSTANCE_COLUMNS}, i.pk, i.series_pk, i.study_pk FROM ${INSTANCE_FROM} WHERE i.sop_uid = ?`,
+      ),
+      upsertStudy: db.prepare(
+        `INSERT INTO studies (study_uid, study_date, study_time, accession_number, study_id, study_description,
+           referring_physician_name, referring_physician_name_fold, patient_name, patient_name_fold, patient_id,
+           patient_birth_date, patient_sex, attributes, updated_at)
+         VALUES (@study_uid, @study_date, @study_time, @accession_number, @study_id, @study_description,
+           @referring_physician_name, @referring_physician_name_fold, @patient_name, @patient_name_fold, @patient_id,
+           @patient_birth_date, @patient_sex, @attributes, @now)
+         ON CONFLICT(study_uid) DO UPDATE SET study_date = excluded.study_date, study_time = excluded.study_time,
+           accession_number = excluded.accession_number, study_id = excluded.study_id, study_description = excluded.study_description,
+           referring_physician_name = excluded.referring_physician_name, referring_physician_name_fold = excluded.referring_physician_name_fold,
+           patient_name = excluded.patient_name, patient_name_fold = excluded.patient_name_fold, patient_id = excluded.patient_id,
+           patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, attributes = excluded.attributes,
+           version = version + 1, updated_at = excluded.updated_at
+         RETURNING pk`,
+      ),
+      upsertSeries: db.prepare(
+        `INSERT INTO series (study_pk, series_uid, modality, series_number, series_description, pps_start_date, pps_start_time, attributes, updated_at)
+         VALUES (@study_pk, @series_uid, @modality, @series_number, @series_description, @pps_start_date, @pps_start_time, @attributes, @now)
+         ON CONFLICT(series_uid) DO UPDATE SET modality = excluded.modality, series_number = excluded.series_number,
+           series_description = excluded.series_description, pps_start_date = excluded.pps_start_date,
+           pps_start_time = excluded.pps_start_time, attributes = excluded.attributes, version = version + 1, updated_at = excluded.updated_at
+         RETURNING pk, study_pk`,
+      ),
+      insertInstance: db.prepare(
+        `INSERT INTO instances (series_pk, study_pk, sop_uid, sop_class_uid, instance_number, rows, columns, bits_allocated,
+           number_of_frames, transfer_syntax_uid, blob_key, file_size, sha256, stored_at, metadata, metadata_length, metadata_crc32,
+           frames, bulk, ranges_in_file)
+         VALUES (@series_pk, @study_pk, @sop_uid, @sop_class_uid, @instance_number, @rows, @columns, @bits_allocated,
+           @number_of_frames, @transfer_syntax_uid, @blob_key, @file_size, @sha256, @now, @metadata, @metadata_length, @metadata_crc32,
+           @frames, @bulk, @ranges_in_file)`,
+      ),
+      deleteInstance: db.prepare<[number]>("DELETE FROM instances WHERE pk = ?"),
+      framesOf: db.prepare<[string], { frames: Buffer | null; ranges_in_file: number }>(
+        "SELECT frames, ranges_in_file FROM instances WHERE sop_uid = ?",
+      ),
+      bulkOf: db.prepare<[string], { bulk: string }>("SELECT bulk FROM instances WHERE sop_uid = ?"),
+      stats: db.prepare<[], IndexStats>(
+        "SELECT (SELECT count(*) FROM studies) AS studies, (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances",
+      ),
+    };
+  }
+
+  commitInstance(record: InstanceRecord, policy: DuplicatePolicy): CommitOutcome {
+    const run = this.db.transaction((): CommitOutcome => {
+      const existing = this.statements.instanceByUid.get(record.sopUid);
+      let outcome: CommitOutcome = { status: "stored" };
+      if (existing) {
+        if (existing.sha256 === record.sha256) return { status: "identical" };
+        if (policy === "ignore") return { status: "ignored" };
+        if (policy === "reject") {
+          return {
+            status: "conflict",
+            reason: `an instance with SOP Instance UID ${record.sopUid} is already stored with different content (duplicate policy: reject)`,
+          };
+        }
+        this.statements.deleteInstance.run(existing.pk);
+        this.pruneEmpty(existing.series_pk, existing.study_pk);
+        outcome = { status: "overwritten", oldBlobKey: existing.blob_key };
+      }
+      const ds = record.metadata;
+      const now = Date.now();
+      const study = this.statements.upsertStudy.get({
+        study_uid: record.studyUid,
+        study_date: text(ds, "00080020"),
+        study_time: text(ds, "00080030"),
+        accession_number: text(ds, "00080050"),
+        study_id: text(ds, "00200010"),
+        study_description: text(ds, "00081030"),
+        referring_physician_name: text(ds, "00080090"),
+        referring_physician_name_fold: foldOrNull(text(ds, "00080090")),
+        patient_name: text(ds, "00100010"),
+        patient_name_fold: foldOrNull(text(ds, "00100010")),
+        patient_id: text(ds, "00100020"),
+        patient_birth_date: text(ds, "00100030"),
+        patient_sex: text(ds, "00100040"),
+        attributes: levelAttributes(ds),
+        now,
+      }) as { pk: number };
+      const existingSeries = this.statements.seriesByUid.get(record.seriesUid);
+      if (existingSeries && existingSeries.study_pk !== study.pk) {
+        throw new IndexConflict(`series ${record.seriesUid} already belongs to another study`);
+      }
+      const series = this.statements.upsertSeries.get({
+        study_pk: study.pk,
+        series_uid: record.seriesUid,
+        modality: text(ds, "00080060"),
+        series_number: integer(ds, "00200011"),
+        series_description: text(ds, "0008103E"),
+        pps_start_date: text(ds, "00400244"),
+        pps_start_time: text(ds, "00400245"),
+        attributes: levelAttributes(ds),
+        now,
+      }) as { pk: number; study_pk: number };
+      this.statements.insertInstance.run({
+        series_pk: series.pk,
+        study_pk: study.pk,
+        sop_uid: record.sopUid,
+        sop_class_uid: record.sopClassUid,
+        instance_number: integer(ds, "00200013"),
+        rows: integer(ds, "00280010"),
+        columns: integer(ds, "00280011"),
+        bits_allocated: integer(ds, "00280100"),
+        number_of_frames: integer(ds, "00280008"),
+        transfer_syntax_uid: record.transferSyntaxUid,
+        blob_key: record.blobKey,
+        file_size: record.fileSize,
+        sha256: record.sha256,
+        now,
+        metadata: record.metadataChunk,
+        metadata_length: record.metadataLength,
+        metadata_crc32: record.metadataCrc32,
+        frames: record.frames.length > 0 ? encodeFrameTable(record.frames) : null,
+        bulk: JSON.stringify(record.bulk),
+        ranges_in_file: record.rangesInFile ? 1 : 0,
+      });
+      return outcome;
+    });
+    try {
+      return run.immediate();
+    } catch (err) {
+      if (err instanceof IndexConflict) return { status: "conflict", reason: err.message };
+      throw err;
+    }
+  }
+
+  /** Deletes a series/study that lost its last instance. */
+  private pruneEmpty(seriesPk: number, studyPk: number): void {
+    this.db.prepare("DELETE FROM series WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM instances WHERE series_pk = ?)").run(seriesPk, seriesPk);
+    this.db.prepare("DELETE FROM studies WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = ?)").run(studyPk, studyPk);
+  }
+
+  instance(sopUid: string): InstanceRow | undefined {
+    const row = this.statements.instanceByUid.get(sopUid);
+    return row ? toRow(row) : undefined;
+  }
+
+  private scopeWhere(scope: Scope): { where: string; params: string[] } {
+    const clauses = ["st.study_uid = ?"];
+    const params = [scope.studyUid];
+    if (scope.seriesUid !== undefined) {
+      clauses.push("se.series_uid = ?");
+      params.push(scope.seriesUid);
+    }
+    if (scope.sopUid !== undefined) {
+      clauses.push("i.sop_uid = ?");
+      params.push(scope.sopUid);
+    }
+    return { where: clauses.join(" AND "), params };
+  }
+
+  instances(scope: Scope): InstanceRow[] {
+    const { where, params } = this.scopeWhere(scope);
+    const rows = this.db.prepare<string[], InstanceDbRow>(`SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`).all(...params);
+    return rows.map(toRow);
+  }
+
+  exists(scope: Scope): boolean {
+    if (scope.sopUid === undefined && scope.seriesUid === undefined) return this.statements.studyByUid.get(scope.studyUid) !== undefined;
+    if (scope.sopUid === undefined) {
+      return (
+        this.db
+          .prepare<[string, string], { one: number }>(
+            "SELECT 1 AS one FROM series se JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ? AND se.series_uid = ?",
+          )
+          .get(scope.studyUid, scope.seriesUid ?? "") !== undefined
+      );
+    }
+    const { where, params } = this.scopeWhere(scope);
+    return this.db.prepare<string[], { one: number }>(`SELECT 1 AS one FROM ${INSTANCE_FROM} WHERE ${where}`).get(...params) !== undefined;
+  }
+
+  frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined {
+    const row = this.statements.framesOf.get(sopUid);
+    if (!row) return undefined;
+    return { frames: row.frames ? decodeFrameTable(row.frames) : [], rangesInFile: row.ranges_in_file === 1 };
+  }
+
+  bulkData(sopUid: string): BulkDataEntry[] | undefined {
+    const row = this.statements.bulkOf.get(sopUid);
+    return row ? (JSON.parse(row.bulk) as BulkDataEntry[]) : undefined;
+  }
+
+  metadata(scope: Scope): MetadataChunks | undefined {
+    const { where, params } = this.scopeWhere(scope);
+    const rows = this.db
+      .prepare<string[], { metadata: Buffer; metadata_length: number; metadata_crc32: number; version: number; pk: number }>(
+        `SELECT i.metadata, i.metadata_length, i.metadata_crc32, st.version, i.pk FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`,
+      )
+      .all(...params);
+    if (rows.length === 0) return undefined;
+    // The study version moves on every change below it; the instance keys make the ETag scope-specific.
+    let pkSum = 0;
+    for (const r of rows) pkSum = (pkSum * 31 + r.pk) % 2147483647;
+    return {
+      chunks: rows.map((r) => r.metadata),
+      lengths: rows.map((r) => r.metadata_length),
+      crcs: rows.map((r) => r.metadata_crc32),
+      version: `${rows[0]?.version ?? 0}-${rows.length}-${pkSum}`,
+    };
+  }
+
+  delete(scope: Scope): string[] {
+    const run = this.db.transaction((): string[] => {
+      const { where, params } = this.scopeWhere(scope);
+      const rows = this.db
+        .prepare<string[], { pk: number; series_pk: number; study_pk: number; blob_key: string }>(
+          `SELECT i.pk, i.series_pk, i.study_pk, i.blob_key FROM ${INSTANCE_FROM} WHERE ${where}`,
+        )
+        .all(...params);
+      const touched = new Map<number, number>();
+      for (const r of rows) {
+        this.statements.deleteInstance.run(r.pk);
+        touched.set(r.series_pk, r.study_pk);
+      }
+      for (const [seriesPk, studyPk] of touched) {
+        this.pruneEmpty(seriesPk, studyPk);
+        this.db.prepare("UPDATE studies SET version = version + 1, updated_at = ? WHERE pk = ?").run(Date.now(), studyPk);
+      }
+      return rows.map((r) => r.blob_key);
+    });
+    return run.immediate();
+  }
+
+  search(query: SearchQuery): SearchResult {
+    return searchSqlite(this.db, query);
+  }
+
+  stats(): IndexStats {
+    return this.statements.stats.get() as IndexStats;
+  }
+
+  check(): void {
+    this.db.prepare("SELECT 1").get();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+class IndexConflict extends Error {}
+
+const foldOrNull = (value: string | null): string | null => (value === null ? null : foldText(value));

@@ -1,0 +1,66 @@
+/**
+ * The SQLite index schema. One row per study, series and instance; the columns are the QIDO-RS
+ * matching keys (PS3.18 Tables 10.6.1-5..7) so indexed queries never open a file, and the
+ * `attributes` JSON holds every other non-binary attribute for matching on any attribute.
+ */
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS studies (
+  pk INTEGER PRIMARY KEY,
+  study_uid TEXT NOT NULL UNIQUE,
+  study_date TEXT, study_time TEXT,
+  accession_number TEXT, study_id TEXT, study_description TEXT,
+  referring_physician_name TEXT, referring_physician_name_fold TEXT,
+  patient_name TEXT, patient_name_fold TEXT,
+  patient_id TEXT, patient_birth_date TEXT, patient_sex TEXT,
+  -- DICOM JSON (top-level, non-binary) of the latest instance stored in the study
+  attributes TEXT NOT NULL,
+  -- bumped on every change in the study (metadata ETags)
+  version INTEGER NOT NULL DEFAULT 1,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date);
+CREATE INDEX IF NOT EXISTS studies_patient_id ON studies(patient_id);
+CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);
+CREATE INDEX IF NOT EXISTS studies_patient_name_fold ON studies(patient_name_fold);
+
+CREATE TABLE IF NOT EXISTS series (
+  pk INTEGER PRIMARY KEY,
+  study_pk INTEGER NOT NULL REFERENCES studies(pk) ON DELETE CASCADE,
+  series_uid TEXT NOT NULL UNIQUE,
+  modality TEXT, series_number INTEGER, series_description TEXT,
+  pps_start_date TEXT, pps_start_time TEXT,
+  attributes TEXT NOT NULL,
+  version INTEGER NOT NULL DEFAULT 1,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_pk);
+CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
+
+CREATE TABLE IF NOT EXISTS instances (
+  pk INTEGER PRIMARY KEY,
+  series_pk INTEGER NOT NULL REFERENCES series(pk) ON DELETE CASCADE,
+  study_pk INTEGER NOT NULL REFERENCES studies(pk) ON DELETE CASCADE,
+  sop_uid TEXT NOT NULL UNIQUE,
+  sop_class_uid TEXT NOT NULL,
+  instance_number INTEGER,
+  rows INTEGER, columns INTEGER, bits_allocated INTEGER, number_of_frames INTEGER,
+  transfer_syntax_uid TEXT NOT NULL,
+  blob_key TEXT NOT NULL,
+  file_size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  stored_at INTEGER NOT NULL,
+  -- instance DICOM JSON, raw deflate with a full flush: concatenable into series/study documents
+  metadata BLOB NOT NULL,
+  metadata_length INTEGER NOT NULL,
+  metadata_crc32 INTEGER NOT NULL,
+  -- frame table (frame-table.ts) and bulk data table (JSON), byte ranges in the stored file
+  frames BLOB,
+  bulk TEXT NOT NULL,
+  ranges_in_file INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk, instance_number);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_pk);
+CREATE INDEX IF NOT EXISTS instances_sop_class ON instances(sop_class_uid);
+`;
