@@ -1,0 +1,104 @@
+/**
+ * The embedded BlobStore: files under `<data>/blobs`, staged under `<data>/staging` on the same
+ * file system so commit is fsync + rename (atomic: a reader sees the whole file or none).
+ */
+import { randomUUID } from "node:crypto";
+import { createReadStream, mkdirSync } from "node:fs";
+import { mkdir, open, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import type { BlobStore, ByteRange } from "./types.js";
+
+/** Keys are made by the ingest pipeline from hex digests; anything else is refused (no path tricks). */
+const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{16,128}\.dcm$/;
+
+export class FileBlobStore implements BlobStore {
+  private readonly blobDir: string;
+  private readonly stagingDir: string;
+
+  constructor(root: string) {
+    this.blobDir = join(root, "blobs");
+    this.stagingDir = join(root, "staging");
+    mkdirSync(this.blobDir, { recursive: true });
+    mkdirSync(this.stagingDir, { recursive: true });
+  }
+
+  /** Staging files left by a crash are garbage: nothing acknowledged points at them. */
+  async sweepStaging(): Promise<number> {
+    const names = await readdir(this.stagingDir);
+    await Promise.all(names.map((n) => rm(join(this.stagingDir, n), { force: true })));
+    return names.length;
+  }
+
+  stagingPath(): string {
+    return join(this.stagingDir, `${randomUUID()}.part`);
+  }
+
+  private pathOf(key: string): string {
+    if (!SAFE_KEY.test(key)) throw new Error(`invalid blob key ${JSON.stringify(key)}`);
+    return join(this.blobDir, key);
+  }
+
+  async commit(stagingPath: string, key: string): Promise<void> {
+    const target = this.pathOf(key);
+    await mkdir(dirname(target), { recursive: true });
+    const handle = await open(stagingPath, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(stagingPath, target);
+    // The rename itself must reach the disk before the index points at it.
+    const dir = await open(dirname(target), "r");
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  async discard(stagingPath: string): Promise<void> {
+    await rm(stagingPath, { force: true }).catch(() => undefined);
+  }
+
+  read(key: string, range?: ByteRange): Readable {
+    const path = this.pathOf(key);
+    if (!range) return createReadStream(path);
+    if (range.end <= range.start) return createReadStream(path, { start: 0, end: -1 });
+    return createReadStream(path, { start: range.start, end: range.end - 1 });
+  }
+
+  async readBytes(key: string, range: ByteRange): Promise<Buffer> {
+    const handle = await open(this.pathOf(key), "r");
+    try {
+      const length = Math.max(0, range.end - range.start);
+      const out = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(out, done, length - done, range.start + done);
+        if (bytesRead === 0) throw new Error(`blob ${key} is shorter than expected (wanted bytes ${range.start}-${range.end})`);
+        done += bytesRead;
+      }
+      return out;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
+  async delete(key: string): Promise<void> {
+    await unlink(this.pathOf(key)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+  }
+
+  async check(): Promise<void> {
+    const probe = join(this.stagingDir, `.ready-${randomUUID()}`);
+    await writeFile(probe, "ok");
+    await unlink(probe);
+  }
+}
