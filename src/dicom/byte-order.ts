@@ -1,4 +1,5 @@
 /** Byte-order conversion of encoded values (PS3.5 §7.3). */
+import { swapUnit, type Vr } from "./vr.js";
 
 /** Reverses every `unit`-byte word (2 for OW/US, 4 for OF/UL, 8 for OD/FD); a copy, or the input when unit is 1. */
 export function swapBytes(bytes: Uint8Array, unit: number): Uint8Array {
@@ -20,3 +21,6 @@ export function padEven(bytes: Uint8Array, pad: number): Uint8Array {
   out[bytes.length] = pad;
   return out;
 }
+
+/** Big endian value bytes of `vr` to little endian (or back): swaps in the VR's unit size. */
+export const swapBytesForVr = (bytes: Uint8Array, vr: Vr): Uint8Array => swapBytes(bytes, swapUnit(vr));

@@ -1,6 +1,7 @@
 /** The DICOM core: read, write, convert. Everything above this layer imports from here. */
 export { Dataset, type Element, type EncapsulatedPixelData, type Fragment } from "./dataset.js";
 export { type DictionaryEntry, keywordOf, lookupPrivateTag, lookupTag, tagForKeyword } from "./dictionary.js";
+export { swapBytesForVr } from "./byte-order.js";
 export { DicomError, type DicomErrorCode } from "./errors.js";
 export { type FrameLocation, frameBytes, type LocatedFrames, locateFrames, type PixelLayout, pixelLayout } from "./frames.js";
 export { type BulkDataContext, type BulkDataPolicy, datasetToJson, type ToJsonOptions, thresholdBulkDataPolicy } from "./json.js";

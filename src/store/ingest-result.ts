@@ -16,8 +16,8 @@ export const FailureReason = {
   cannotUnderstand: 0xc000,
   /** C122 Referenced transfer syntax not supported. */
   transferSyntaxNotSupported: 0xc122,
-  /** A770 (PS3.18 §10.5.3): instance does not belong to the study targeted by the request. */
-  studyInstanceUidMismatch: 0xa770,
+  /** C409: the instance does not belong to the study named in the request URL (as dcm4chee-arc reports it). */
+  studyInstanceUidMismatch: 0xc409,
 } as const;
 
 /** PS3.18 Table 10.5.3-1 warning reasons. */

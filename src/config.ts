@@ -1,0 +1,101 @@
+/**
+ * Server configuration: one validated schema. Sources, lowest precedence first: defaults, the
+ * JSON config file (`--config`), environment (VOXELGATE_HOST, VOXELGATE_PORT, VOXELGATE_DATA),
+ * command-line flags. A bad setting stops the server with the setting's name and what is wrong.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+
+export const ConfigSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8042),
+    /** Data folder of the embedded archive (index + files). */
+    data: z.string().min(1).default("voxelgate-data"),
+    /** Public URL of this server as clients see it (e.g. https://pacs.example.org); default: the listening address. */
+    publicUrl: z.url().optional(),
+    /** Path of the DICOMweb root. */
+    dicomwebPath: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$/, "must start with / and not end with /")
+      .default("/dicomweb"),
+    /** Proxies whose Forwarded / X-Forwarded-* headers are believed: addresses or CIDRs (Fastify trustProxy). */
+    trustedProxies: z.array(z.string()).default([]),
+    /** Origins allowed by CORS (exact origins, or "*"); empty: CORS off. */
+    corsOrigins: z.array(z.string()).default([]),
+    /** DELETE on studies, series and instances. */
+    allowDelete: z.boolean().default(false),
+    /** What STOW does with a SOP Instance UID already stored with different bytes. */
+    duplicatePolicy: z.enum(["reject", "ignore", "overwrite"]).default("reject"),
+    /** Largest single instance accepted. */
+    maxInstanceBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024 * 1024),
+    /** Most results a QIDO query returns; more gives a Warning header. */
+    qidoMaxResults: z.number().int().positive().default(1000),
+    /** Memory for assembled metadata documents (gzipped). */
+    metadataCacheBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(256 * 1024 * 1024),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
+    allowUnauthenticatedRemote: z.boolean().default(false),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+export class ConfigError extends Error {}
+
+/** Validates a configuration object; the error lists every bad setting by name. */
+export function parseConfig(input: unknown, source = "configuration"): Config {
+  const result = ConfigSchema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
+    const message = issue.code === "unrecognized_keys" ? `unknown setting${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}` : issue.message;
+    return `  ${where}: ${message}`;
+  });
+  throw new ConfigError(`invalid ${source}:\n${problems.join("\n")}`);
+}
+
+/** Reads the JSON config file, if any. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("the file must hold one JSON object");
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Environment settings (strings converted; a bad number is reported by the schema). */
+export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (env.VOXELGATE_HOST) out.host = env.VOXELGATE_HOST;
+  if (env.VOXELGATE_PORT) out.port = Number(env.VOXELGATE_PORT);
+  if (env.VOXELGATE_DATA) out.data = env.VOXELGATE_DATA;
+  return out;
+}
+
+/** Merges the sources (later wins) and validates. */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> }): Config {
+  const fromFile = options.file ? readConfigFile(options.file) : {};
+  const merged = { ...fromFile, ...configFromEnv(options.env ?? {}), ...stripUndefined(options.flags ?? {}) };
+  return parseConfig(merged, options.file ? `configuration (file ${options.file}, environment and flags)` : "configuration");
+}
+
+const stripUndefined = (o: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
