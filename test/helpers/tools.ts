@@ -33,6 +33,11 @@ export const TOOLS = {
     aptPackage: "python3-pydicom python3-numpy",
     probe: () => spawnSync(PYTHON, ["-c", "import pydicom, numpy"]).status === 0,
   },
+  orthanc: {
+    command: "/usr/sbin/Orthanc",
+    aptPackage: "orthanc orthanc-dicomweb",
+    probe: () => existsSync("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+  },
 } satisfies Record<string, Tool>;
 
 const cache = new Map<Tool, boolean>();
