@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /** The `voxelgate` command. */
 import { Command, InvalidArgumentError } from "commander";
+import { ConfigError, loadConfig } from "../config.js";
 import { startServer } from "../http/server.js";
+import { openArchive } from "../store/file-archive.js";
 import { dumpFiles } from "./dump.js";
+import { DEFAULT_DATA_DIR, runImport } from "./import.js";
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -14,13 +17,48 @@ const program = new Command().name("voxelgate").description("DICOMweb archive an
 
 program
   .command("serve", { isDefault: true })
-  .description("start the HTTP server")
-  .option("--host <address>", "address to bind", process.env.VOXELGATE_HOST ?? "127.0.0.1")
-  .option("--port <number>", "port to listen on", positiveInt, Number(process.env.VOXELGATE_PORT ?? 8042))
-  .action(async (opts: { host: string; port: number }) => {
-    const server = await startServer({ host: opts.host, port: opts.port });
+  .description("start the DICOMweb archive (SQLite index + files in the data folder)")
+  .option("--host <address>", "address to bind (env VOXELGATE_HOST; default 127.0.0.1)")
+  .option("--port <number>", "port to listen on, 0 for any free port (env VOXELGATE_PORT; default 8042)", positiveInt)
+  .option("--data <dir>", "data folder, created when missing (env VOXELGATE_DATA; default ./voxelgate-data)")
+  .option("--config <file>", "JSON config file with any other setting (see README)")
+  .option("--cors-origin <origin...>", "allow browser viewers on these origins (CORS), e.g. http://localhost:3000")
+  .option("--public-url <url>", "public URL of this server as clients reach it, for RetrieveURL and BulkDataURI")
+  .action(async (opts: { host?: string; port?: number; data?: string; config?: string; corsOrigin?: string[]; publicUrl?: string }) => {
+    let config;
+    try {
+      config = loadConfig({
+        file: opts.config,
+        env: process.env,
+        flags: { host: opts.host, port: opts.port, data: opts.data, corsOrigins: opts.corsOrigin, publicUrl: opts.publicUrl },
+      });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    const archive = await openArchive({
+      dataDir: config.data,
+      duplicatePolicy: config.duplicatePolicy,
+      maxInstanceBytes: config.maxInstanceBytes,
+    });
+    let server;
+    try {
+      server = await startServer(config, archive);
+    } catch (err) {
+      await archive.close();
+      process.stderr.write(`Voxelgate cannot start: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    const stats = archive.index.stats();
     process.stdout.write(`Voxelgate is listening on ${server.url}\n`);
+    process.stdout.write(
+      `  DICOMweb root: ${server.url}${config.dicomwebPath.slice(1)}   data: ${archive.dataDir} (${stats.studies} studies, ${stats.instances} instances)\n`,
+    );
+    let stopping = false;
     const stop = () => {
+      if (stopping) return;
+      stopping = true;
       void server.close().then(() => process.exit(0));
     };
     process.once("SIGINT", stop);
@@ -35,6 +73,19 @@ program
   .option("--bulk-threshold <bytes>", "show binary values larger than this as BulkDataURI", positiveInt, 1024)
   .action(async (files: string[], opts: { xml?: boolean; bulkThreshold: number }) => {
     process.exitCode = await dumpFiles(files, { xml: opts.xml, bulkThreshold: opts.bulkThreshold }, process.stdout, process.stderr);
+  });
+
+program
+  .command("import")
+  .description("import DICOM files, folders (recursively) and .zip files into a data folder, or into a running server by STOW-RS")
+  .argument("<paths...>", "files, folders and .zip files")
+  .option("--data <dir>", `data folder to import into (default: $VOXELGATE_DATA or ${DEFAULT_DATA_DIR})`)
+  .option("--url <url>", "send to a running server instead: its DICOMweb root, e.g. http://127.0.0.1:8042/dicomweb")
+  .option("--parallel <n>", "files (or STOW requests) in flight at once", positiveInt, 4)
+  .option("--quiet", "no progress bar or progress lines; only the summary")
+  .action(async (paths: string[], opts: { data?: string; url?: string; parallel: number; quiet?: boolean }) => {
+    const options = { paths, dataDir: opts.data, url: opts.url, parallel: opts.parallel, quiet: opts.quiet };
+    process.exitCode = await runImport(options, { stdout: process.stdout, stderr: process.stderr });
   });
 
 await program.parseAsync(process.argv);

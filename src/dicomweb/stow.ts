@@ -19,7 +19,7 @@ import {
   TransferSyntaxUids,
   writePart10,
 } from "../dicom/index.js";
-import type { Archive } from "../store/archive.js";
+import type { Archive, PendingInstance } from "../store/archive.js";
 import { FailureReason, type IngestResult, WarningReason } from "../store/ingest-result.js";
 import { DICOM, DICOM_JSON, OCTET_STREAM, syntaxesForMediaType } from "./media-types.js";
 
@@ -51,21 +51,32 @@ export class StowRequestError extends Error {
   }
 }
 
-/** Stores every application/dicom part in turn; parts of other types fail with a reason. */
+/**
+ * Stages every application/dicom part in turn, and commits them only once the whole request was
+ * read: a truncated or malformed request stores nothing. Parts of other types fail with a reason.
+ */
 export async function storeDicomParts(archive: Archive, parts: AsyncIterable<StowPart>, expectedStudyUid?: string): Promise<IngestResult[]> {
-  const results: IngestResult[] = [];
-  for await (const part of parts) {
-    if (part.mediaType !== DICOM) {
-      part.stream.resume();
-      results.push({
-        ok: false,
-        failureReason: FailureReason.cannotUnderstand,
-        reason: `part ${results.length + 1} has media type ${part.mediaType || "(none)"}; this request declared type="application/dicom", so every part must be application/dicom`,
-      });
-      continue;
+  const pending: PendingInstance[] = [];
+  try {
+    for await (const part of parts) {
+      if (part.mediaType !== DICOM) {
+        part.stream.resume();
+        const failure: IngestResult = {
+          ok: false,
+          failureReason: FailureReason.cannotUnderstand,
+          reason: `part ${pending.length + 1} has media type ${part.mediaType || "(none)"}; this request declared type="application/dicom", so every part must be application/dicom`,
+        };
+        pending.push({ commit: async () => failure, discard: async () => undefined });
+        continue;
+      }
+      pending.push(await archive.prepareStream(part.stream, { expectedStudyUid }));
     }
-    results.push(await archive.ingestStream(part.stream, { expectedStudyUid }));
+  } catch (err) {
+    await Promise.all(pending.map((p) => p.discard()));
+    throw err;
   }
+  const results: IngestResult[] = [];
+  for (const p of pending) results.push(await p.commit());
   return results;
 }
 

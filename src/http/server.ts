@@ -1,36 +1,110 @@
-/** The HTTP server. Until the archive lands it serves the landing page and a health check. */
-import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+/**
+ * The HTTP server: Fastify with JSON logs (request id echoed as X-Request-Id), CORS, the
+ * DICOMweb routes under the configured root, health, readiness, metrics and the landing page.
+ */
+import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
-
-export interface ServerOptions {
-  host: string;
-  port: number;
-}
+import type { Config } from "../config.js";
+import { MetadataService } from "../dicomweb/metadata.js";
+import type { Archive } from "../store/archive.js";
+import type { RouteContext } from "./context.js";
+import { installCors } from "./cors.js";
+import { deleteRoutes } from "./delete-routes.js";
+import { installErrorHandler } from "./errors.js";
+import { landingPage } from "./landing-page.js";
+import { metricsPlugin, recordCacheLookup } from "./metrics.js";
+import { publicBaseResolver } from "./public-url.js";
+import { qidoRoutes } from "./qido-routes.js";
+import { stowRoutes } from "./stow-routes.js";
+import { wadoRoutes } from "./wado-routes.js";
 
 export interface RunningServer {
   app: FastifyInstance;
+  /** Base URL of the server, with a trailing slash. */
   url: string;
   close(): Promise<void>;
 }
 
-const landingPage = fileURLToPath(new URL("../../../web/index.html", import.meta.url));
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function buildApp(): FastifyInstance {
-  const app = Fastify({ logger: false });
-  app.get("/", async (_req, reply) => {
-    reply.type("text/html; charset=utf-8");
-    return readFile(landingPage);
+export async function buildApp(config: Config, archive: Archive): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: config.logLevel === "silent" ? false : { level: config.logLevel },
+    // A caller's request id is kept when it is sane, so logs can be joined across services.
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    forceCloseConnections: "idle",
+    // Frame lists, UID lists and includefield lists can be long.
+    maxParamLength: 4096,
+  });
+  app.addHook("onRequest", async (request, reply) => {
+    void reply.header("X-Request-Id", request.id);
+  });
+  installErrorHandler(app);
+  installCors(app, config.corsOrigins);
+
+  const ctx: RouteContext = {
+    archive,
+    dicomwebPrefix: config.dicomwebPath,
+    publicBase: publicBaseResolver({ publicUrl: config.publicUrl, dicomwebPath: config.dicomwebPath, trustedProxies: config.trustedProxies }),
+  };
+  const metadata = new MetadataService(archive.index, config.metadataCacheBytes, (hit) => recordCacheLookup("metadata", hit));
+
+  await app.register(metricsPlugin, { archive });
+  await app.register(qidoRoutes, { ...ctx, maxResults: config.qidoMaxResults });
+  await app.register(wadoRoutes, { ...ctx, metadata });
+  await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes });
+  await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete });
+
+  app.get("/", async (request, reply) => {
+    const html = landingPage({ dicomwebRoot: ctx.publicBase(request), stats: archive.index.stats(), dataDir: archive.dataDir, corsOrigins: config.corsOrigins });
+    return reply.type("text/html; charset=utf-8").send(html);
   });
   app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_request, reply) => {
+    const checks: Record<string, string> = {};
+    try {
+      archive.index.check();
+      checks.index = "ok";
+    } catch (err) {
+      checks.index = (err as Error).message;
+    }
+    try {
+      await archive.blobs.check();
+      checks.storage = "ok";
+    } catch (err) {
+      checks.storage = (err as Error).message;
+    }
+    const ready = Object.values(checks).every((v) => v === "ok");
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+  });
   return app;
 }
 
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const app = buildApp();
-  await app.listen({ host: options.host, port: options.port });
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export async function startServer(config: Config, archive: Archive): Promise<RunningServer> {
+  if (!LOOPBACK.has(config.host) && !config.allowUnauthenticatedRemote) {
+    throw new Error(
+      `refusing to serve patient data without authentication on ${config.host}: bind 127.0.0.1, ` +
+        `or set "allowUnauthenticatedRemote": true in the config file if something in front of Voxelgate authenticates users`,
+    );
+  }
+  const app = await buildApp(config, archive);
+  await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : options.port;
-  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  return { app, url: `http://${host}:${port}/`, close: () => app.close() };
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return {
+    app,
+    url: `http://${host}:${port}/`,
+    // Stops accepting, lets in-flight requests (a STOW being stored) finish, then closes the index.
+    close: async () => {
+      await app.close();
+      await archive.close();
+    },
+  };
 }

@@ -20,11 +20,24 @@ export interface IngestOptions {
 /** Placeholder for the public DICOMweb root inside materialized metadata; replaced when served. */
 export const BASE_URL_TOKEN = "@@VOXELGATE_BASE@@";
 
+/**
+ * An instance parsed, validated and staged but not yet visible: a request can stage all its
+ * instances and commit them only when the whole request was read (a truncated upload stores nothing).
+ */
+export interface PendingInstance {
+  /** Makes the instance visible (file commit, then index transaction). A failed preparation returns its failure. */
+  commit(): Promise<IngestResult>;
+  /** Drops the staged file (never throws). */
+  discard(): Promise<void>;
+}
+
 export interface Archive {
   readonly index: Index;
   readonly blobs: BlobStore;
   readonly dataDir: string;
-  /** Ingests a DICOM file from a readable stream (a STOW part, an upload). */
+  /** Stages and validates a DICOM file from a stream; nothing is visible until `commit()`. */
+  prepareStream(stream: Readable, options?: IngestOptions): Promise<PendingInstance>;
+  /** Ingests a DICOM file from a readable stream (a STOW part, an upload): prepare + commit. */
   ingestStream(stream: Readable, options?: IngestOptions): Promise<IngestResult>;
   /** Ingests a DICOM file already on disk (import). The file is copied, never moved. */
   ingestFile(path: string, options?: IngestOptions): Promise<IngestResult>;

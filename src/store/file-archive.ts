@@ -7,12 +7,12 @@
 import { copyFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
-import type { Archive, ArchiveOptions, IngestOptions } from "./archive.js";
+import type { Archive, ArchiveOptions, IngestOptions, PendingInstance } from "./archive.js";
 import { FileBlobStore } from "./file-blob-store.js";
 import { blobKeyFor, failureResult, fileSize, materialize, type StagedFile, stageStream } from "./ingest.js";
 import type { IngestResult } from "./ingest-result.js";
 import { SqliteIndex } from "./sqlite-index.js";
-import type { BlobStore, DuplicatePolicy, Index, Scope } from "./types.js";
+import type { BlobStore, DuplicatePolicy, Index, InstanceRecord, Scope } from "./types.js";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 
@@ -37,16 +37,39 @@ class FileArchive implements Archive {
     this.maxInstanceBytes = options.maxInstanceBytes ?? DEFAULT_MAX_INSTANCE_BYTES;
   }
 
-  async ingestStream(stream: Readable, options: IngestOptions = {}): Promise<IngestResult> {
+  async prepareStream(stream: Readable, options: IngestOptions = {}): Promise<PendingInstance> {
     const path = this.blobs.stagingPath();
+    const discard = () => this.blobs.discard(path);
     try {
       const staged = await stageStream(stream, path, this.maxInstanceBytes);
-      return await this.ingestStaged(staged, options);
+      const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
+      let done = false;
+      return {
+        commit: async () => {
+          if (done) throw new Error("instance already committed or discarded");
+          done = true;
+          try {
+            return await this.commitRecord(path, record);
+          } catch (err) {
+            return failureResult(err);
+          } finally {
+            await discard();
+          }
+        },
+        discard: async () => {
+          done = true;
+          await discard();
+        },
+      };
     } catch (err) {
-      return failureResult(err);
-    } finally {
-      await this.blobs.discard(path);
+      await discard();
+      const failure = failureResult(err);
+      return { commit: async () => failure, discard: async () => undefined };
     }
+  }
+
+  async ingestStream(stream: Readable, options: IngestOptions = {}): Promise<IngestResult> {
+    return (await this.prepareStream(stream, options)).commit();
   }
 
   async ingestFile(file: string, options: IngestOptions = {}): Promise<IngestResult> {
@@ -65,9 +88,14 @@ class FileArchive implements Archive {
   }
 
   private async ingestStaged(staged: StagedFile, options: IngestOptions): Promise<IngestResult> {
-    const blobKey = blobKeyFor(staged.sha256);
-    const record = await materialize(staged, blobKey, options.expectedStudyUid);
-    await this.blobs.commit(staged.path, blobKey);
+    const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
+    return this.commitRecord(staged.path, record);
+  }
+
+  /** File first (fsync + rename), then the index transaction: an indexed instance always has its file. */
+  private async commitRecord(stagingPath: string, record: InstanceRecord): Promise<IngestResult> {
+    const blobKey = record.blobKey;
+    await this.blobs.commit(stagingPath, blobKey);
     const outcome = this.index.commitInstance(record, this.policy);
     const ids = { studyUid: record.studyUid, seriesUid: record.seriesUid, sopUid: record.sopUid, sopClassUid: record.sopClassUid };
     switch (outcome.status) {
