@@ -45,12 +45,18 @@ export interface StagedFile {
   path: string;
   size: number;
   sha256: string;
+  /** The bytes, when small enough to have been kept while staging (saves reading the file back). */
+  bytes?: Buffer;
 }
+
+/** Uploads up to this size are also kept in memory while staged, so parsing does not read them back. */
+const KEEP_IN_MEMORY_BYTES = 64 * 1024 * 1024;
 
 /** Streams an upload into a staging file, hashing it on the way; refuses more than `maxBytes`. */
 export async function stageStream(source: Readable, path: string, maxBytes: number): Promise<StagedFile> {
   const hash = createHash("sha256");
   let size = 0;
+  let kept: Buffer[] | undefined = [];
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
@@ -59,11 +65,15 @@ export async function stageStream(source: Readable, path: string, maxBytes: numb
         return;
       }
       hash.update(chunk);
+      if (kept) {
+        if (size <= KEEP_IN_MEMORY_BYTES) kept.push(chunk);
+        else kept = undefined;
+      }
       done(null, chunk);
     },
   });
   await pipeline(source, meter, createWriteStream(path));
-  return { path, size, sha256: hash.digest("hex") };
+  return { path, size, sha256: hash.digest("hex"), bytes: kept ? Buffer.concat(kept, size) : undefined };
 }
 
 export const blobKeyFor = (sha256: string): string => `${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}.dcm`;
@@ -85,7 +95,7 @@ function requireUid(ds: Dataset, tag: number, name: string, uids: IngestFailure[
 
 /** Parses a staged file and builds everything the index stores about it. */
 export async function materialize(staged: StagedFile, blobKey: string, expectedStudyUid?: string): Promise<InstanceRecord> {
-  const bytes = await readFile(staged.path);
+  const bytes = staged.bytes ?? (await readFile(staged.path));
   const read = readDicom(bytes);
   const ds = read.dataset;
   const uids: IngestFailure["uids"] = {
