@@ -411,7 +411,7 @@ const noop = (): void => {};
  * Yields the parts of a multipart/related body, one at a time. The iterator rejects with a
  * MultipartError for a malformed, truncated or oversized body (the Content-Type is checked on the
  * first `next()`); the part being read is destroyed with the same error. Parts that were complete
- * before the error are still yielded first.
+ * before the error are still yielded first; an incomplete part not yet handed out is dropped.
  *
  * The iterator finishes at the closing delimiter; an epilogue is then read and discarded. After an
  * error, or when the consumer stops early (`break`), the body is left paused and no longer read:
@@ -419,7 +419,7 @@ const noop = (): void => {};
  */
 export function readParts(
   body: Readable,
-  contentType: string | MultipartRelatedParams,
+  contentType: string | undefined | MultipartRelatedParams,
   limits: MultipartLimits = {},
 ): AsyncIterableIterator<Part> {
   return new PartReader(body, contentType, limits);
@@ -444,7 +444,7 @@ class PartReader implements AsyncIterableIterator<Part> {
 
   constructor(
     private readonly body: Readable,
-    private readonly contentType: string | MultipartRelatedParams,
+    private readonly contentType: string | undefined | MultipartRelatedParams,
     private readonly limits: MultipartLimits,
   ) {
     this.highWaterMark = limits.highWaterMark ?? 1024 * 1024;
@@ -498,7 +498,7 @@ class PartReader implements AsyncIterableIterator<Part> {
   private start(): void {
     this.started = true;
     try {
-      this.params = typeof this.contentType === "string" ? parseMultipartRelated(this.contentType) : this.contentType;
+      this.params = typeof this.contentType === "object" ? this.contentType : parseMultipartRelated(this.contentType);
     } catch (err) {
       this.error = err as MultipartError;
       this.finished = true;
