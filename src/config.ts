@@ -58,7 +58,8 @@ export function parseConfig(input: unknown, source = "configuration"): Config {
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const where = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
-    const message = issue.code === "unrecognized_keys" ? `unknown setting${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}` : issue.message;
+    const message =
+      issue.code === "unrecognized_keys" ? `unknown setting${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}` : issue.message;
     return `  ${where}: ${message}`;
   });
   throw new ConfigError(`invalid ${source}:\n${problems.join("\n")}`);

@@ -55,29 +55,33 @@ export class StowRequestError extends Error {
  * Stages every application/dicom part in turn, and commits them only once the whole request was
  * read: a truncated or malformed request stores nothing. Parts of other types fail with a reason.
  */
-export async function storeDicomParts(archive: Archive, parts: AsyncIterable<StowPart>, expectedStudyUid?: string): Promise<IngestResult[]> {
-  const pending: PendingInstance[] = [];
+export async function storeDicomParts(
+  archive: Archive,
+  parts: AsyncIterable<StowPart>,
+  expectedStudyUid?: string,
+): Promise<IngestResult[]> {
+  const staged: Array<PendingInstance | IngestResult> = [];
   try {
     for await (const part of parts) {
       if (part.mediaType !== DICOM) {
         part.stream.resume();
-        const failure: IngestResult = {
+        staged.push({
           ok: false,
           failureReason: FailureReason.cannotUnderstand,
-          reason: `part ${pending.length + 1} has media type ${part.mediaType || "(none)"}; this request declared type="application/dicom", so every part must be application/dicom`,
-        };
-        pending.push({ commit: async () => failure, discard: async () => undefined });
+          reason: `part ${staged.length + 1} has media type ${part.mediaType || "(none)"}; this request declared type="application/dicom", so every part must be application/dicom`,
+        });
         continue;
       }
-      pending.push(await archive.prepareStream(part.stream, { expectedStudyUid }));
+      staged.push(await archive.prepareStream(part.stream, { expectedStudyUid }));
     }
   } catch (err) {
-    await Promise.all(pending.map((p) => p.discard()));
+    await Promise.all(staged.map((p) => ("commit" in p ? p.discard() : undefined)));
     throw err;
   }
-  const results: IngestResult[] = [];
-  for (const p of pending) results.push(await p.commit());
-  return results;
+  const pending = staged.filter((p): p is PendingInstance => "commit" in p);
+  const committed = await archive.commitAll(pending);
+  let next = 0;
+  return staged.map((p) => ("commit" in p ? (committed[next++] as IngestResult) : p));
 }
 
 async function collect(stream: Readable, budget: { left: number }): Promise<Buffer> {
@@ -86,7 +90,10 @@ async function collect(stream: Readable, budget: { left: number }): Promise<Buff
     const b = chunk as Buffer;
     budget.left -= b.length;
     if (budget.left < 0) {
-      throw new StowRequestError(413, `bulk data parts of an application/dicom+json request may total at most ${MAX_JSON_STOW_BULK_BYTES} bytes; send large instances as application/dicom`);
+      throw new StowRequestError(
+        413,
+        `bulk data parts of an application/dicom+json request may total at most ${MAX_JSON_STOW_BULK_BYTES} bytes; send large instances as application/dicom`,
+      );
     }
     chunks.push(b);
   }
@@ -119,9 +126,16 @@ export async function storeJsonParts(archive: Archive, parts: AsyncIterable<Stow
       continue;
     }
     if (!part.contentLocation) {
-      throw new StowRequestError(400, `a bulk data part (${part.mediaType}) has no Content-Location header; BulkDataURIs in the metadata must name each bulk part by its Content-Location`);
+      throw new StowRequestError(
+        400,
+        `a bulk data part (${part.mediaType}) has no Content-Location header; BulkDataURIs in the metadata must name each bulk part by its Content-Location`,
+      );
     }
-    const entry = bulk.get(part.contentLocation) ?? { bytes: [], mediaType: part.mediaType, transferSyntax: part.params["transfer-syntax"] };
+    const entry = bulk.get(part.contentLocation) ?? {
+      bytes: [],
+      mediaType: part.mediaType,
+      transferSyntax: part.params["transfer-syntax"],
+    };
     entry.bytes.push(bytes);
     bulk.set(part.contentLocation, entry);
   }
@@ -133,15 +147,24 @@ function pixelSyntaxOf(part: BulkPart): string | undefined {
   if (part.mediaType === OCTET_STREAM) return undefined;
   const allowed = syntaxesForMediaType(part.mediaType);
   if (part.transferSyntax) {
-    if (!lookupTransferSyntax(part.transferSyntax)) throw new Error(`unknown transfer syntax ${part.transferSyntax} on a ${part.mediaType} part`);
+    if (!lookupTransferSyntax(part.transferSyntax))
+      throw new Error(`unknown transfer syntax ${part.transferSyntax} on a ${part.mediaType} part`);
     return part.transferSyntax;
   }
   const first = allowed[0];
-  if (!first) throw new Error(`bulk data media type ${part.mediaType} is not supported; use application/octet-stream or a frame media type such as image/jpeg`);
+  if (!first)
+    throw new Error(
+      `bulk data media type ${part.mediaType} is not supported; use application/octet-stream or a frame media type such as image/jpeg`,
+    );
   return first;
 }
 
-async function storeJsonDataset(archive: Archive, json: unknown, bulk: Map<string, BulkPart>, expectedStudyUid?: string): Promise<IngestResult> {
+async function storeJsonDataset(
+  archive: Archive,
+  json: unknown,
+  bulk: Map<string, BulkPart>,
+  expectedStudyUid?: string,
+): Promise<IngestResult> {
   let pixelSyntax: string | undefined;
   let pixelFrames: Buffer[] | undefined;
   let converted;
@@ -158,7 +181,11 @@ async function storeJsonDataset(archive: Archive, json: unknown, bulk: Map<strin
       },
     });
   } catch (err) {
-    return { ok: false, failureReason: FailureReason.cannotUnderstand, reason: `the metadata cannot be encoded as DICOM: ${(err as Error).message}` };
+    return {
+      ok: false,
+      failureReason: FailureReason.cannotUnderstand,
+      reason: `the metadata cannot be encoded as DICOM: ${(err as Error).message}`,
+    };
   }
   const ds = converted.dataset;
   if (pixelSyntax !== undefined && pixelFrames) {
@@ -169,7 +196,11 @@ async function storeJsonDataset(archive: Archive, json: unknown, bulk: Map<strin
   try {
     bytes = writePart10(ds, { transferSyntaxUid: pixelSyntax ?? TransferSyntaxUids.ExplicitVRLittleEndian });
   } catch (err) {
-    return { ok: false, failureReason: FailureReason.cannotUnderstand, reason: `the metadata cannot be encoded as DICOM: ${(err as Error).message}` };
+    return {
+      ok: false,
+      failureReason: FailureReason.cannotUnderstand,
+      reason: `the metadata cannot be encoded as DICOM: ${(err as Error).message}`,
+    };
   }
   const result = await archive.ingestStream(Readable.from([bytes]), { expectedStudyUid });
   if (result.ok && converted.warnings.length > 0) {

@@ -96,7 +96,10 @@ export function parseFrameList(text: string): number[] {
   const frames: number[] = [];
   for (const p of parts) {
     if (!/^\s*[1-9][0-9]{0,8}\s*$/.test(p)) {
-      throw new DicomwebError(400, `frame list ${JSON.stringify(text)} is not valid: frame numbers are positive integers separated by commas, e.g. 1,3,5`);
+      throw new DicomwebError(
+        400,
+        `frame list ${JSON.stringify(text)} is not valid: frame numbers are positive integers separated by commas, e.g. 1,3,5`,
+      );
     }
     frames.push(Number(p));
   }

@@ -19,11 +19,15 @@ export async function deleteRoutes(app: FastifyInstance, ctx: RouteContext & { a
   const remove = async (request: FastifyRequest<{ Params: ScopeParams }>, reply: FastifyReply) => {
     if (!ctx.allowDelete) {
       reply.header("Allow", "GET, HEAD, POST, OPTIONS");
-      throw new DicomwebError(405, 'deleting is disabled on this server; start it with "allowDelete": true in the config file to enable DELETE');
+      throw new DicomwebError(
+        405,
+        'deleting is disabled on this server; start it with "allowDelete": true in the config file to enable DELETE',
+      );
     }
     const { study, series, instance } = request.params;
     for (const uid of [study, series, instance]) {
-      if (uid !== undefined && !isValidUid(uid)) throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
+      if (uid !== undefined && !isValidUid(uid))
+        throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
     }
     const scope: Scope = { studyUid: study, seriesUid: series, sopUid: instance };
     const removed = await ctx.archive.delete(scope);

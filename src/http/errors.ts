@@ -9,7 +9,11 @@ import { DicomwebError } from "../dicomweb/wado.js";
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | DicomwebError | Error, request, reply) => {
     const status =
-      error instanceof DicomwebError ? error.status : "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : 500;
+      error instanceof DicomwebError
+        ? error.status
+        : "statusCode" in error && typeof error.statusCode === "number"
+          ? error.statusCode
+          : 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");
     const reason = status >= 500 && !(error instanceof DicomwebError) ? `internal error: ${error.message}` : error.message;
     if (reply.sent || reply.raw.headersSent) {

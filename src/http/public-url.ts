@@ -29,7 +29,11 @@ export function parseForwarded(header: string): { proto?: string; host?: string 
   return out;
 }
 
-export function publicBaseResolver(options: { publicUrl?: string; dicomwebPath: string; trustedProxies: string[] }): (request: FastifyRequest) => string {
+export function publicBaseResolver(options: {
+  publicUrl?: string;
+  dicomwebPath: string;
+  trustedProxies: string[];
+}): (request: FastifyRequest) => string {
   if (options.publicUrl) {
     const fixed = options.publicUrl.replace(/\/+$/, "") + options.dicomwebPath;
     return () => fixed;

@@ -49,18 +49,27 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   const ctx: RouteContext = {
     archive,
     dicomwebPrefix: config.dicomwebPath,
-    publicBase: publicBaseResolver({ publicUrl: config.publicUrl, dicomwebPath: config.dicomwebPath, trustedProxies: config.trustedProxies }),
+    publicBase: publicBaseResolver({
+      publicUrl: config.publicUrl,
+      dicomwebPath: config.dicomwebPath,
+      trustedProxies: config.trustedProxies,
+    }),
   };
   const metadata = new MetadataService(archive.index, config.metadataCacheBytes, (hit) => recordCacheLookup("metadata", hit));
 
   await app.register(metricsPlugin, { archive });
-  await app.register(qidoRoutes, { ...ctx, maxResults: config.qidoMaxResults });
+  await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
   await app.register(wadoRoutes, { ...ctx, metadata });
   await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes });
   await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete });
 
   app.get("/", async (request, reply) => {
-    const html = landingPage({ dicomwebRoot: ctx.publicBase(request), stats: archive.index.stats(), dataDir: archive.dataDir, corsOrigins: config.corsOrigins });
+    const html = landingPage({
+      dicomwebRoot: ctx.publicBase(request),
+      stats: archive.index.stats(),
+      dataDir: archive.dataDir,
+      corsOrigins: config.corsOrigins,
+    });
     return reply.type("text/html; charset=utf-8").send(html);
   });
   app.get("/healthz", async () => ({ status: "ok" }));

@@ -39,8 +39,13 @@ export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { max
     if (expectedStudyUid !== undefined && !isValidUid(expectedStudyUid)) {
       throw new DicomwebError(400, `study UID ${JSON.stringify(expectedStudyUid).slice(0, 80)} in the URL is not a valid DICOM UID`);
     }
-    const wantsXml = negotiate(request.headers.accept?.trim() ? request.headers.accept : "*/*", [{ mediaType: DICOM_JSON }, { mediaType: "application/json" }, { mediaType: DICOM_XML }]);
-    if (!wantsXml) throw new DicomwebError(406, `the STOW-RS response is available as ${DICOM_JSON} or ${DICOM_XML}; the Accept header allows neither`);
+    const wantsXml = negotiate(request.headers.accept?.trim() ? request.headers.accept : "*/*", [
+      { mediaType: DICOM_JSON },
+      { mediaType: "application/json" },
+      { mediaType: DICOM_XML },
+    ]);
+    if (!wantsXml)
+      throw new DicomwebError(406, `the STOW-RS response is available as ${DICOM_JSON} or ${DICOM_XML}; the Accept header allows neither`);
     const contentType = request.headers["content-type"] ?? "";
     const body = request.body as Readable;
     let results: IngestResult[];
@@ -54,7 +59,10 @@ export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { max
         if (type === DICOM || type === "") results = await storeDicomParts(ctx.archive, parts, expectedStudyUid);
         else if (type === DICOM_JSON) results = await storeJsonParts(ctx.archive, parts, expectedStudyUid);
         else {
-          throw new DicomwebError(415, `multipart/related type "${type}" is not supported for STOW-RS; use type="application/dicom" or type="application/dicom+json"`);
+          throw new DicomwebError(
+            415,
+            `multipart/related type "${type}" is not supported for STOW-RS; use type="application/dicom" or type="application/dicom+json"`,
+          );
         }
       } else {
         throw new DicomwebError(
@@ -68,7 +76,8 @@ export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { max
       if (err instanceof MultipartError) throw new DicomwebError(err.statusCode, `${err.message}; nothing from this request was stored`);
       if (err instanceof StowRequestError) throw new DicomwebError(err.status, `${err.message}; nothing from this request was stored`);
       if (err instanceof DicomwebError) throw err;
-      if ((err as { name?: string }).name === "MediaTypeError") throw new DicomwebError(400, `malformed Content-Type ${JSON.stringify(contentType)}`);
+      if ((err as { name?: string }).name === "MediaTypeError")
+        throw new DicomwebError(400, `malformed Content-Type ${JSON.stringify(contentType)}`);
       throw err;
     }
     if (results.length === 0) throw new DicomwebError(400, "the request holds no instance to store");
@@ -81,4 +90,3 @@ export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { max
   app.post(`${root}/studies`, store);
   app.post(`${root}/studies/:study`, store);
 }
-

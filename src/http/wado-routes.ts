@@ -7,8 +7,17 @@ import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import yazl from "yazl";
 import { type DicomJsonDataset, datasetsToXmlDocuments, isValidUid } from "../dicom/index.js";
-import { DICOM, DICOM_JSON, DICOM_XML, frameMediaType, MULTIPART_RELATED, NATIVE_SYNTAXES, OCTET_STREAM, ZIP } from "../dicomweb/media-types.js";
-import { MetadataService, plainMetadata } from "../dicomweb/metadata.js";
+import {
+  DICOM,
+  DICOM_JSON,
+  DICOM_XML,
+  frameMediaType,
+  MULTIPART_RELATED,
+  NATIVE_SYNTAXES,
+  OCTET_STREAM,
+  ZIP,
+} from "../dicomweb/media-types.js";
+import { type MetadataService, plainMetadata } from "../dicomweb/metadata.js";
 import {
   DicomwebError,
   findBulkData,
@@ -21,7 +30,7 @@ import {
   scopeInstances,
 } from "../dicomweb/wado.js";
 import type { InstanceRow, Scope } from "../store/types.js";
-import { type MediaRange, type Negotiated, negotiate, type Offer, parseAccept } from "./accept.js";
+import { type MediaRange, type Negotiated, negotiate, type Offer } from "./accept.js";
 import type { RouteContext } from "./context.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
 
@@ -40,7 +49,10 @@ function scopeOf(params: ScopeParams): Scope {
   ];
   for (const [name, uid] of uids) {
     if (uid !== undefined && !isValidUid(uid)) {
-      throw new DicomwebError(400, `${name} UID ${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID (digits and dots, at most 64 characters)`);
+      throw new DicomwebError(
+        400,
+        `${name} UID ${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID (digits and dots, at most 64 characters)`,
+      );
     }
   }
   return { studyUid: params.study, seriesUid: params.series, sopUid: params.instance };
@@ -93,7 +105,10 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
         try {
           for (const [i, row] of rows.entries()) {
             const payload = await instancePayload(archive, row, targets[i] as string);
-            zip.addReadStream(payload.body(), `${row.studyUid}/${row.seriesUid}/${row.sopUid}.dcm`, { compress: false, size: payload.size });
+            zip.addReadStream(payload.body(), `${row.studyUid}/${row.seriesUid}/${row.sopUid}.dcm`, {
+              compress: false,
+              size: payload.size,
+            });
           }
           zip.end();
         } catch (err) {
@@ -111,13 +126,18 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
         const payload = await instancePayload(archive, row, targets[i] as string);
         yield {
           contentType: `${DICOM}; transfer-syntax=${payload.transferSyntaxUid}`,
-          headers: { "Content-Length": String(payload.size), "Content-Location": `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}` },
+          headers: {
+            "Content-Length": String(payload.size),
+            "Content-Location": `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}`,
+          },
           body: payload.body(),
         };
       }
     }
     const typeParams: Record<string, string> = uniform && wanted !== "*" ? { "transfer-syntax": targets[0] as string } : {};
-    return reply.type(multipartRelatedContentType(boundary, DICOM, typeParams)).send(multipartRelatedStream(parts(), { boundary, contentType: DICOM }));
+    return reply
+      .type(multipartRelatedContentType(boundary, DICOM, typeParams))
+      .send(multipartRelatedStream(parts(), { boundary, contentType: DICOM }));
   };
   app.get(`${root}/studies/:study`, retrieve);
   app.get(`${root}/studies/:study/series/:series`, retrieve);
@@ -126,14 +146,20 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
   // ---- Metadata ----
   const metadata = async (request: FastifyRequest<{ Params: ScopeParams }>, reply: FastifyReply) => {
     const scope = scopeOf(request.params);
-    const chosen = choose(request, [{ mediaType: DICOM_JSON }, { mediaType: "application/json" }, { mediaType: MULTIPART_RELATED, params: { type: DICOM_XML } }], "metadata");
+    const chosen = choose(
+      request,
+      [{ mediaType: DICOM_JSON }, { mediaType: "application/json" }, { mediaType: MULTIPART_RELATED, params: { type: DICOM_XML } }],
+      "metadata",
+    );
     const doc = ctx.metadata.get(scope, ctx.publicBase(request));
     if (!doc) throw new DicomwebError(404, notFoundReason(scope));
     if (chosen.offer.mediaType === MULTIPART_RELATED) {
       const boundary = createBoundary();
       const xml = datasetsToXmlDocuments(JSON.parse(plainMetadata(doc).toString("utf8")) as DicomJsonDataset[]);
       const bodies = xml.map((text) => ({ body: Buffer.from(text, "utf8") }));
-      return reply.type(multipartRelatedContentType(boundary, DICOM_XML)).send(multipartRelatedStream(bodies, { boundary, contentType: `${DICOM_XML}; charset=utf-8` }));
+      return reply
+        .type(multipartRelatedContentType(boundary, DICOM_XML))
+        .send(multipartRelatedStream(bodies, { boundary, contentType: `${DICOM_XML}; charset=utf-8` }));
     }
     reply.header("ETag", `"${doc.etag}"`);
     reply.header("Cache-Control", "no-cache");
@@ -151,70 +177,95 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
   app.get(`${root}/studies/:study/series/:series/instances/:instance/metadata`, metadata);
 
   // ---- Frames ----
-  app.get<{ Params: ScopeParams & { frames: string } }>(`${root}/studies/:study/series/:series/instances/:instance/frames/:frames`, async (request, reply) => {
-    const scope = scopeOf(request.params);
-    const numbers = parseFrameList(request.params.frames);
-    const row = archive.index.instance(scope.sopUid as string);
-    if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
-    const stored = row.transferSyntaxUid;
-    const native = NATIVE_SYNTAXES.has(stored);
-    const storedMedia = frameMediaType(stored);
-    const offers: Offer[] = [{ mediaType: MULTIPART_RELATED, params: { type: OCTET_STREAM } }, { mediaType: OCTET_STREAM }];
-    if (!native) offers.push({ mediaType: MULTIPART_RELATED, params: { type: storedMedia } }, { mediaType: storedMedia });
-    const chosen = choose(request, offers, "frames");
-    const partType = chosen.offer.params?.type ?? chosen.offer.mediaType;
-    const wanted = requestedSyntax(chosen.range);
-    // octet-stream means uncompressed pixels unless the client says transfer-syntax=* (as stored) or names the stored syntax.
-    if (!native && partType === OCTET_STREAM && wanted !== "*" && wanted !== stored) {
-      throw new DicomwebError(
-        406,
-        `frames of instance ${row.sopUid} are stored compressed (${stored}); uncompressed frames need transcoding, which is not available yet. ` +
-          `Ask with Accept: multipart/related; type="${storedMedia}" or add transfer-syntax=* to receive them as stored`,
-      );
-    }
-    if (wanted !== undefined && wanted !== "*" && wanted !== stored && !(native && wanted === "1.2.840.10008.1.2.1")) {
-      throw new DicomwebError(406, `frames of instance ${row.sopUid} are stored as ${stored} and cannot be sent as ${wanted} (no transcoding yet); use transfer-syntax=*`);
-    }
-    const frames = await readFrames(archive, row, numbers);
-    const sentType = native ? OCTET_STREAM : partType === OCTET_STREAM ? OCTET_STREAM : storedMedia;
-    const syntaxParam = native ? "1.2.840.10008.1.2.1" : stored;
-    if (chosen.offer.mediaType !== MULTIPART_RELATED) {
-      if (frames.length !== 1) throw new DicomwebError(406, `${frames.length} frames cannot be sent as a single part; accept multipart/related`);
-      return reply.type(`${sentType}; transfer-syntax=${syntaxParam}`).send((frames[0] as { bytes: Buffer }).bytes);
-    }
-    const boundary = createBoundary();
-    const base = `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}/frames/`;
-    const parts = frames.map((f) => ({ contentType: `${sentType}; transfer-syntax=${syntaxParam}`, headers: { "Content-Location": base + f.frame }, body: f.bytes }));
-    return reply.type(multipartRelatedContentType(boundary, sentType, { "transfer-syntax": syntaxParam })).send(multipartRelatedStream(parts, { boundary, contentType: sentType }));
-  });
+  app.get<{ Params: ScopeParams & { frames: string } }>(
+    `${root}/studies/:study/series/:series/instances/:instance/frames/:frames`,
+    async (request, reply) => {
+      const scope = scopeOf(request.params);
+      const numbers = parseFrameList(request.params.frames);
+      const row = archive.index.instance(scope.sopUid as string);
+      if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
+      const stored = row.transferSyntaxUid;
+      const native = NATIVE_SYNTAXES.has(stored);
+      const storedMedia = frameMediaType(stored);
+      const offers: Offer[] = [{ mediaType: MULTIPART_RELATED, params: { type: OCTET_STREAM } }, { mediaType: OCTET_STREAM }];
+      if (!native) offers.push({ mediaType: MULTIPART_RELATED, params: { type: storedMedia } }, { mediaType: storedMedia });
+      const chosen = choose(request, offers, "frames");
+      const partType = chosen.offer.params?.type ?? chosen.offer.mediaType;
+      const wanted = requestedSyntax(chosen.range);
+      // octet-stream means uncompressed pixels unless the client says transfer-syntax=* (as stored) or names the stored syntax.
+      if (!native && partType === OCTET_STREAM && wanted !== "*" && wanted !== stored) {
+        throw new DicomwebError(
+          406,
+          `frames of instance ${row.sopUid} are stored compressed (${stored}); uncompressed frames need transcoding, which is not available yet. ` +
+            `Ask with Accept: multipart/related; type="${storedMedia}" or add transfer-syntax=* to receive them as stored`,
+        );
+      }
+      if (wanted !== undefined && wanted !== "*" && wanted !== stored && !(native && wanted === "1.2.840.10008.1.2.1")) {
+        throw new DicomwebError(
+          406,
+          `frames of instance ${row.sopUid} are stored as ${stored} and cannot be sent as ${wanted} (no transcoding yet); use transfer-syntax=*`,
+        );
+      }
+      const frames = await readFrames(archive, row, numbers);
+      const sentType = native ? OCTET_STREAM : partType === OCTET_STREAM ? OCTET_STREAM : storedMedia;
+      const syntaxParam = native ? "1.2.840.10008.1.2.1" : stored;
+      if (chosen.offer.mediaType !== MULTIPART_RELATED) {
+        if (frames.length !== 1)
+          throw new DicomwebError(406, `${frames.length} frames cannot be sent as a single part; accept multipart/related`);
+        return reply.type(`${sentType}; transfer-syntax=${syntaxParam}`).send((frames[0] as { bytes: Buffer }).bytes);
+      }
+      const boundary = createBoundary();
+      const base = `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}/frames/`;
+      const parts = frames.map((f) => ({
+        contentType: `${sentType}; transfer-syntax=${syntaxParam}`,
+        headers: { "Content-Location": base + f.frame },
+        body: f.bytes,
+      }));
+      return reply
+        .type(multipartRelatedContentType(boundary, sentType, { "transfer-syntax": syntaxParam }))
+        .send(multipartRelatedStream(parts, { boundary, contentType: sentType }));
+    },
+  );
 
   // ---- Bulk data ----
-  app.get<{ Params: ScopeParams & { "*": string } }>(`${root}/studies/:study/series/:series/instances/:instance/bulk/*`, async (request, reply) => {
-    const scope = scopeOf(request.params);
-    const path = request.params["*"];
-    if (!/^[0-9A-Fa-f]{8}(\/[0-9]{1,6}\/[0-9A-Fa-f]{8})*$/.test(path)) {
-      throw new DicomwebError(400, `bulk data path ${JSON.stringify(path).slice(0, 80)} is not valid: tags as 8 hex digits, sequence items as numbers, e.g. 7FE00010 or 00540016/0/00181074`);
-    }
-    const row = archive.index.instance(scope.sopUid as string);
-    if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
-    const entry = findBulkData(archive, row, path);
-    const chosen = choose(request, [{ mediaType: MULTIPART_RELATED, params: { type: OCTET_STREAM } }, { mediaType: OCTET_STREAM }], "bulk data");
-    const bytes = await readBulkData(archive, row, entry);
-    const range = parseRange(request.headers.range, bytes.length);
-    if (range === "unsatisfiable") {
-      reply.header("Content-Range", `bytes */${bytes.length}`);
-      throw new DicomwebError(416, `the Range ${request.headers.range} lies outside the ${bytes.length}-byte value`);
-    }
-    const body = range ? bytes.subarray(range.start, range.end) : bytes;
-    if (range) {
-      reply.code(206);
-      reply.header("Content-Range", `bytes ${range.start}-${range.end - 1}/${bytes.length}`);
-    }
-    reply.header("Accept-Ranges", "bytes");
-    if (chosen.offer.mediaType === OCTET_STREAM) return reply.type(OCTET_STREAM).send(body);
-    const boundary = createBoundary();
-    return reply.type(multipartRelatedContentType(boundary, OCTET_STREAM)).send(multipartRelatedStream([{ body }], { boundary, contentType: OCTET_STREAM }));
-  });
+  app.get<{ Params: ScopeParams & { "*": string } }>(
+    `${root}/studies/:study/series/:series/instances/:instance/bulk/*`,
+    async (request, reply) => {
+      const scope = scopeOf(request.params);
+      const path = request.params["*"];
+      if (!/^[0-9A-Fa-f]{8}(\/[0-9]{1,6}\/[0-9A-Fa-f]{8})*$/.test(path)) {
+        throw new DicomwebError(
+          400,
+          `bulk data path ${JSON.stringify(path).slice(0, 80)} is not valid: tags as 8 hex digits, sequence items as numbers, e.g. 7FE00010 or 00540016/0/00181074`,
+        );
+      }
+      const row = archive.index.instance(scope.sopUid as string);
+      if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
+      const entry = findBulkData(archive, row, path);
+      const chosen = choose(
+        request,
+        [{ mediaType: MULTIPART_RELATED, params: { type: OCTET_STREAM } }, { mediaType: OCTET_STREAM }],
+        "bulk data",
+      );
+      const bytes = await readBulkData(archive, row, entry);
+      const range = parseRange(request.headers.range, bytes.length);
+      if (range === "unsatisfiable") {
+        reply.header("Content-Range", `bytes */${bytes.length}`);
+        throw new DicomwebError(416, `the Range ${request.headers.range} lies outside the ${bytes.length}-byte value`);
+      }
+      const body = range ? bytes.subarray(range.start, range.end) : bytes;
+      if (range) {
+        reply.code(206);
+        reply.header("Content-Range", `bytes ${range.start}-${range.end - 1}/${bytes.length}`);
+      }
+      reply.header("Accept-Ranges", "bytes");
+      if (chosen.offer.mediaType === OCTET_STREAM) return reply.type(OCTET_STREAM).send(body);
+      const boundary = createBoundary();
+      return reply
+        .type(multipartRelatedContentType(boundary, OCTET_STREAM))
+        .send(multipartRelatedStream([{ body }], { boundary, contentType: OCTET_STREAM }));
+    },
+  );
 }
 
 /** A single `bytes=` range (RFC 9110 §14.1.2); undefined when absent or not a single range. */
@@ -234,4 +285,3 @@ export function parseRange(header: string | undefined, size: number): { start: n
   if (start >= size || end <= start) return "unsatisfiable";
   return { start, end };
 }
-

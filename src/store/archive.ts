@@ -37,6 +37,8 @@ export interface Archive {
   readonly dataDir: string;
   /** Stages and validates a DICOM file from a stream; nothing is visible until `commit()`. */
   prepareStream(stream: Readable, options?: IngestOptions): Promise<PendingInstance>;
+  /** Commits prepared instances together (one index transaction); results in the same order. */
+  commitAll(pending: PendingInstance[]): Promise<IngestResult[]>;
   /** Ingests a DICOM file from a readable stream (a STOW part, an upload): prepare + commit. */
   ingestStream(stream: Readable, options?: IngestOptions): Promise<IngestResult>;
   /** Ingests a DICOM file already on disk (import). The file is copied, never moved. */

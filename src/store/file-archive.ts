@@ -10,9 +10,9 @@ import type { Readable } from "node:stream";
 import type { Archive, ArchiveOptions, IngestOptions, PendingInstance } from "./archive.js";
 import { FileBlobStore } from "./file-blob-store.js";
 import { blobKeyFor, failureResult, fileSize, materialize, type StagedFile, stageStream } from "./ingest.js";
-import type { IngestResult } from "./ingest-result.js";
+import { FailureReason, type IngestResult } from "./ingest-result.js";
 import { SqliteIndex } from "./sqlite-index.js";
-import type { BlobStore, DuplicatePolicy, Index, InstanceRecord, Scope } from "./types.js";
+import type { BlobStore, CommitOutcome, DuplicatePolicy, Index, InstanceRecord, Scope } from "./types.js";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 
@@ -21,6 +21,23 @@ export const DEFAULT_MAX_INSTANCE_BYTES = 1024 * 1024 * 1024;
 
 export interface FileArchiveOptions extends ArchiveOptions {
   maxInstanceBytes?: number;
+}
+
+/** An instance staged by prepareStream: its record, or the failure that stopped it. */
+class StagedInstance implements PendingInstance {
+  settled = false;
+  constructor(
+    private readonly archive: FileArchive,
+    readonly stagingPath: string,
+    readonly outcome: { record: InstanceRecord } | { failure: IngestResult },
+  ) {}
+  async commit(): Promise<IngestResult> {
+    return (await this.archive.commitAll([this]))[0] as IngestResult;
+  }
+  async discard(): Promise<void> {
+    this.settled = true;
+    await this.archive.blobs.discard(this.stagingPath);
+  }
 }
 
 class FileArchive implements Archive {
@@ -39,33 +56,98 @@ class FileArchive implements Archive {
 
   async prepareStream(stream: Readable, options: IngestOptions = {}): Promise<PendingInstance> {
     const path = this.blobs.stagingPath();
-    const discard = () => this.blobs.discard(path);
     try {
       const staged = await stageStream(stream, path, this.maxInstanceBytes);
-      const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
-      let done = false;
-      return {
-        commit: async () => {
-          if (done) throw new Error("instance already committed or discarded");
-          done = true;
-          try {
-            return await this.commitRecord(path, record);
-          } catch (err) {
-            return failureResult(err);
-          } finally {
-            await discard();
-          }
-        },
-        discard: async () => {
-          done = true;
-          await discard();
-        },
-      };
+      return await this.prepareStaged(staged, options);
     } catch (err) {
-      await discard();
-      const failure = failureResult(err);
-      return { commit: async () => failure, discard: async () => undefined };
+      await this.blobs.discard(path);
+      return new StagedInstance(this, path, { failure: failureResult(err) });
     }
+  }
+
+  private async prepareStaged(staged: StagedFile, options: IngestOptions): Promise<StagedInstance> {
+    try {
+      const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
+      return new StagedInstance(this, staged.path, { record });
+    } catch (err) {
+      await this.blobs.discard(staged.path);
+      return new StagedInstance(this, staged.path, { failure: failureResult(err) });
+    }
+  }
+
+  /**
+   * Makes staged instances visible together: files first (fsync + rename, in parallel), then one
+   * index transaction, so an indexed instance always has its file and a request pays for one
+   * index sync, not one per instance.
+   */
+  async commitAll(pending: PendingInstance[]): Promise<IngestResult[]> {
+    const staged = pending.map((p) => {
+      if (!(p instanceof StagedInstance)) throw new Error("commitAll takes instances prepared by this archive");
+      if (p.settled) throw new Error("instance already committed or discarded");
+      p.settled = true;
+      return p;
+    });
+    const results: IngestResult[] = new Array<IngestResult>(staged.length);
+    const toCommit: Array<{ index: number; record: InstanceRecord; path: string }> = [];
+    staged.forEach((p, index) => {
+      if ("failure" in p.outcome) results[index] = p.outcome.failure;
+      else toCommit.push({ index, record: p.outcome.record, path: p.stagingPath });
+    });
+    try {
+      await this.blobs.commitMany(toCommit.map((c) => ({ stagingPath: c.path, key: c.record.blobKey })));
+      const outcomes = this.index.commitInstances(
+        toCommit.map((c) => c.record),
+        this.policy,
+      );
+      const kept = new Set<string>();
+      const dropped: string[] = [];
+      toCommit.forEach((c, i) => {
+        const outcome = outcomes[i] as CommitOutcome;
+        const r = c.record;
+        const ids = { studyUid: r.studyUid, seriesUid: r.seriesUid, sopUid: r.sopUid, sopClassUid: r.sopClassUid };
+        switch (outcome.status) {
+          case "stored":
+          case "identical":
+            kept.add(r.blobKey);
+            results[c.index] = { ok: true, status: outcome.status, ...ids, warnings: [] };
+            break;
+          case "overwritten":
+            kept.add(r.blobKey);
+            dropped.push(outcome.oldBlobKey);
+            results[c.index] = { ok: true, status: "overwritten", ...ids, warnings: [] };
+            break;
+          case "ignored":
+            dropped.push(r.blobKey);
+            results[c.index] = {
+              ok: true,
+              status: "ignored",
+              ...ids,
+              warnings: [
+                "an instance with this SOP Instance UID is already stored with other content; kept the stored one (duplicate policy: ignore)",
+              ],
+            };
+            break;
+          case "conflict":
+            dropped.push(r.blobKey);
+            results[c.index] = {
+              ok: false,
+              failureReason: FailureReason.duplicateSopInstance,
+              reason: outcome.reason,
+              sopUid: r.sopUid,
+              sopClassUid: r.sopClassUid,
+              studyUid: r.studyUid,
+            };
+            break;
+        }
+      });
+      for (const key of new Set(dropped)) if (!kept.has(key)) await this.blobs.delete(key);
+    } catch (err) {
+      const failure = failureResult(err);
+      for (const c of toCommit) results[c.index] = failure;
+    } finally {
+      await Promise.all(toCommit.map((c) => this.blobs.discard(c.path)));
+    }
+    return results;
   }
 
   async ingestStream(stream: Readable, options: IngestOptions = {}): Promise<IngestResult> {
@@ -76,52 +158,19 @@ class FileArchive implements Archive {
     const path = this.blobs.stagingPath();
     try {
       const size = await fileSize(file);
-      if (size > this.maxInstanceBytes) return this.ingestStream(createReadStream(file), options);
+      if (size > this.maxInstanceBytes) return await this.ingestStream(createReadStream(file), options);
       await copyFile(file, path);
       const sha256 = await hashFile(path);
-      return await this.ingestStaged({ path, size, sha256 }, options);
+      return await (await this.prepareStaged({ path, size, sha256 }, options)).commit();
     } catch (err) {
-      return failureResult(err);
-    } finally {
       await this.blobs.discard(path);
-    }
-  }
-
-  private async ingestStaged(staged: StagedFile, options: IngestOptions): Promise<IngestResult> {
-    const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
-    return this.commitRecord(staged.path, record);
-  }
-
-  /** File first (fsync + rename), then the index transaction: an indexed instance always has its file. */
-  private async commitRecord(stagingPath: string, record: InstanceRecord): Promise<IngestResult> {
-    const blobKey = record.blobKey;
-    await this.blobs.commit(stagingPath, blobKey);
-    const outcome = this.index.commitInstance(record, this.policy);
-    const ids = { studyUid: record.studyUid, seriesUid: record.seriesUid, sopUid: record.sopUid, sopClassUid: record.sopClassUid };
-    switch (outcome.status) {
-      case "stored":
-      case "identical":
-        return { ok: true, status: outcome.status, ...ids, warnings: [] };
-      case "overwritten":
-        if (outcome.oldBlobKey !== blobKey) await this.blobs.delete(outcome.oldBlobKey);
-        return { ok: true, status: "overwritten", ...ids, warnings: [] };
-      case "ignored":
-        await this.blobs.delete(blobKey);
-        return { ok: true, status: "ignored", ...ids, warnings: [`an instance with this SOP Instance UID is already stored; kept the stored one`] };
-      case "conflict":
-        await this.blobs.delete(blobKey);
-        return { ok: false, failureReason: 0x0111, reason: outcome.reason, sopUid: record.sopUid, sopClassUid: record.sopClassUid, studyUid: record.studyUid };
+      return failureResult(err);
     }
   }
 
   async delete(scope: Scope): Promise<number> {
     const keys = this.index.delete(scope);
-    const seen = new Set<string>();
-    for (const key of keys) {
-      if (seen.has(key)) continue;
-      seen.add(key);
-      await this.blobs.delete(key);
-    }
+    for (const key of new Set(keys)) await this.blobs.delete(key);
     return keys.length;
   }
 

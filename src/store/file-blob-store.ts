@@ -10,7 +10,27 @@ import type { Readable } from "node:stream";
 import type { BlobStore, ByteRange } from "./types.js";
 
 /** Keys are made by the ingest pipeline from hex digests; anything else is refused (no path tricks). */
-const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{16,128}\.dcm$/;
+const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{16,128}\.dcm$/;
+
+/** fsyncs run on libuv's thread pool: a few at once overlap the disk's latency. */
+const PARALLEL_SYNCS = 8;
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 
 export class FileBlobStore implements BlobStore {
   private readonly blobDir: string;
@@ -39,23 +59,16 @@ export class FileBlobStore implements BlobStore {
     return join(this.blobDir, key);
   }
 
-  async commit(stagingPath: string, key: string): Promise<void> {
-    const target = this.pathOf(key);
-    await mkdir(dirname(target), { recursive: true });
-    const handle = await open(stagingPath, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(stagingPath, target);
-    // The rename itself must reach the disk before the index points at it.
-    const dir = await open(dirname(target), "r");
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+  async commitMany(items: Array<{ stagingPath: string; key: string }>): Promise<void> {
+    const targets = items.map((item) => ({ from: item.stagingPath, to: this.pathOf(item.key) }));
+    const dirs = [...new Set(targets.map((t) => dirname(t.to)))];
+    await Promise.all(dirs.map((d) => mkdir(d, { recursive: true })));
+    await inParallel(targets, PARALLEL_SYNCS, async (t) => {
+      await fsyncPath(t.from);
+      await rename(t.from, t.to);
+    });
+    // The renames themselves must reach the disk before the index points at the files.
+    await inParallel(dirs, PARALLEL_SYNCS, fsyncPath);
   }
 
   async discard(stagingPath: string): Promise<void> {

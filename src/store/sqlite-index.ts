@@ -153,86 +153,100 @@ export class SqliteIndex implements Index {
   }
 
   commitInstance(record: InstanceRecord, policy: DuplicatePolicy): CommitOutcome {
-    const run = this.db.transaction((): CommitOutcome => {
-      const existing = this.statements.instanceByUid.get(record.sopUid);
-      let outcome: CommitOutcome = { status: "stored" };
-      if (existing) {
-        if (existing.sha256 === record.sha256) return { status: "identical" };
-        if (policy === "ignore") return { status: "ignored" };
-        if (policy === "reject") {
-          return {
-            status: "conflict",
-            reason: `an instance with SOP Instance UID ${record.sopUid} is already stored with different content (duplicate policy: reject)`,
-          };
+    return this.commitInstances([record], policy)[0] as CommitOutcome;
+  }
+
+  commitInstances(records: InstanceRecord[], policy: DuplicatePolicy): CommitOutcome[] {
+    // One transaction (one WAL sync) for the batch; a conflict rolls back only its own savepoint.
+    const insertOne = this.db.transaction((record: InstanceRecord) => this.insertRecord(record, policy));
+    const run = this.db.transaction((): CommitOutcome[] =>
+      records.map((record) => {
+        try {
+          return insertOne(record);
+        } catch (err) {
+          if (err instanceof IndexConflict) return { status: "conflict", reason: err.message };
+          throw err;
         }
-        this.statements.deleteInstance.run(existing.pk);
-        this.pruneEmpty(existing.series_pk, existing.study_pk);
-        outcome = { status: "overwritten", oldBlobKey: existing.blob_key };
+      }),
+    );
+    return run.immediate();
+  }
+
+  /** Inserts one instance; run inside a savepoint (better-sqlite3 nests transactions as savepoints). */
+  private insertRecord(record: InstanceRecord, policy: DuplicatePolicy): CommitOutcome {
+    const existing = this.statements.instanceByUid.get(record.sopUid);
+    let outcome: CommitOutcome = { status: "stored" };
+    if (existing) {
+      if (existing.sha256 === record.sha256) return { status: "identical" };
+      if (policy === "ignore") return { status: "ignored" };
+      if (policy === "reject") {
+        return {
+          status: "conflict",
+          reason: `an instance with SOP Instance UID ${record.sopUid} is already stored with different content (duplicate policy: reject)`,
+        };
       }
-      const ds = record.metadata;
-      const now = Date.now();
-      const study = this.statements.upsertStudy.get({
-        study_uid: record.studyUid,
-        study_date: text(ds, "00080020"),
-        study_time: text(ds, "00080030"),
-        accession_number: text(ds, "00080050"),
-        study_id: text(ds, "00200010"),
-        study_description: text(ds, "00081030"),
-        referring_physician_name: text(ds, "00080090"),
-        referring_physician_name_fold: foldOrNull(text(ds, "00080090")),
-        patient_name: text(ds, "00100010"),
-        patient_name_fold: foldOrNull(text(ds, "00100010")),
-        patient_id: text(ds, "00100020"),
-        patient_birth_date: text(ds, "00100030"),
-        patient_sex: text(ds, "00100040"),
-        attributes: levelAttributes(ds),
-        now,
-      }) as { pk: number };
-      const existingSeries = this.statements.seriesByUid.get(record.seriesUid);
-      if (existingSeries && existingSeries.study_pk !== study.pk) {
-        throw new IndexConflict(`series ${record.seriesUid} already belongs to another study`);
-      }
-      const series = this.statements.upsertSeries.get({
-        study_pk: study.pk,
-        series_uid: record.seriesUid,
-        modality: text(ds, "00080060"),
-        series_number: integer(ds, "00200011"),
-        series_description: text(ds, "0008103E"),
-        pps_start_date: text(ds, "00400244"),
-        pps_start_time: text(ds, "00400245"),
-        attributes: levelAttributes(ds),
-        now,
-      }) as { pk: number; study_pk: number };
-      this.statements.insertInstance.run({
-        series_pk: series.pk,
-        study_pk: study.pk,
-        sop_uid: record.sopUid,
-        sop_class_uid: record.sopClassUid,
-        instance_number: integer(ds, "00200013"),
-        rows: integer(ds, "00280010"),
-        columns: integer(ds, "00280011"),
-        bits_allocated: integer(ds, "00280100"),
-        number_of_frames: integer(ds, "00280008"),
-        transfer_syntax_uid: record.transferSyntaxUid,
-        blob_key: record.blobKey,
-        file_size: record.fileSize,
-        sha256: record.sha256,
-        now,
-        metadata: record.metadataChunk,
-        metadata_length: record.metadataLength,
-        metadata_crc32: record.metadataCrc32,
-        frames: record.frames.length > 0 ? encodeFrameTable(record.frames) : null,
-        bulk: JSON.stringify(record.bulk),
-        ranges_in_file: record.rangesInFile ? 1 : 0,
-      });
-      return outcome;
-    });
-    try {
-      return run.immediate();
-    } catch (err) {
-      if (err instanceof IndexConflict) return { status: "conflict", reason: err.message };
-      throw err;
+      this.statements.deleteInstance.run(existing.pk);
+      this.pruneEmpty(existing.series_pk, existing.study_pk);
+      outcome = { status: "overwritten", oldBlobKey: existing.blob_key };
     }
+    const ds = record.metadata;
+    const now = Date.now();
+    const attributes = levelAttributes(ds);
+    const study = this.statements.upsertStudy.get({
+      study_uid: record.studyUid,
+      study_date: text(ds, "00080020"),
+      study_time: text(ds, "00080030"),
+      accession_number: text(ds, "00080050"),
+      study_id: text(ds, "00200010"),
+      study_description: text(ds, "00081030"),
+      referring_physician_name: text(ds, "00080090"),
+      referring_physician_name_fold: foldOrNull(text(ds, "00080090")),
+      patient_name: text(ds, "00100010"),
+      patient_name_fold: foldOrNull(text(ds, "00100010")),
+      patient_id: text(ds, "00100020"),
+      patient_birth_date: text(ds, "00100030"),
+      patient_sex: text(ds, "00100040"),
+      attributes,
+      now,
+    }) as { pk: number };
+    const existingSeries = this.statements.seriesByUid.get(record.seriesUid);
+    if (existingSeries && existingSeries.study_pk !== study.pk) {
+      throw new IndexConflict(`series ${record.seriesUid} already belongs to another study`);
+    }
+    const series = this.statements.upsertSeries.get({
+      study_pk: study.pk,
+      series_uid: record.seriesUid,
+      modality: text(ds, "00080060"),
+      series_number: integer(ds, "00200011"),
+      series_description: text(ds, "0008103E"),
+      pps_start_date: text(ds, "00400244"),
+      pps_start_time: text(ds, "00400245"),
+      attributes,
+      now,
+    }) as { pk: number; study_pk: number };
+    this.statements.insertInstance.run({
+      series_pk: series.pk,
+      study_pk: study.pk,
+      sop_uid: record.sopUid,
+      sop_class_uid: record.sopClassUid,
+      instance_number: integer(ds, "00200013"),
+      rows: integer(ds, "00280010"),
+      columns: integer(ds, "00280011"),
+      bits_allocated: integer(ds, "00280100"),
+      number_of_frames: integer(ds, "00280008"),
+      transfer_syntax_uid: record.transferSyntaxUid,
+      blob_key: record.blobKey,
+      file_size: record.fileSize,
+      sha256: record.sha256,
+      now,
+      metadata: record.metadataChunk,
+      metadata_length: record.metadataLength,
+      metadata_crc32: record.metadataCrc32,
+      frames: record.frames.length > 0 ? encodeFrameTable(record.frames) : null,
+      bulk: JSON.stringify(record.bulk),
+      ranges_in_file: record.rangesInFile ? 1 : 0,
+    });
+    return outcome;
   }
 
   /** Deletes a series/study that lost its last instance. */
@@ -262,7 +276,9 @@ export class SqliteIndex implements Index {
 
   instances(scope: Scope): InstanceRow[] {
     const { where, params } = this.scopeWhere(scope);
-    const rows = this.db.prepare<string[], InstanceDbRow>(`SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`).all(...params);
+    const rows = this.db
+      .prepare<string[], InstanceDbRow>(`SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`)
+      .all(...params);
     return rows.map(toRow);
   }
 

@@ -16,8 +16,8 @@ export interface ByteRange {
 export interface BlobStore {
   /** A fresh local path for an upload to be written to (same file system as the store for an atomic rename). */
   stagingPath(): string;
-  /** Moves a finished, fsynced staging file under `key`. Atomic: readers see the whole blob or none. */
-  commit(stagingPath: string, key: string): Promise<void>;
+  /** Moves finished staging files under their keys, durably (fsync), atomically per blob: readers see a whole blob or none. */
+  commitMany(items: Array<{ stagingPath: string; key: string }>): Promise<void>;
   /** Removes a staging file that will not be committed (never throws). */
   discard(stagingPath: string): Promise<void>;
   /** Streams a blob, or a range of it. */
@@ -118,7 +118,9 @@ export interface IndexStats {
 }
 
 export interface Index {
-  /** Adds an instance (creating its study and series), applying the duplicate policy, in one transaction. */
+  /** Adds instances (creating studies and series), applying the duplicate policy, all in one transaction. */
+  commitInstances(records: InstanceRecord[], policy: DuplicatePolicy): CommitOutcome[];
+  /** One instance: `commitInstances([record])[0]`. */
   commitInstance(record: InstanceRecord, policy: DuplicatePolicy): CommitOutcome;
   instance(sopUid: string): InstanceRow | undefined;
   /** Instances in a scope, presentation order; empty when the scope does not exist. */
