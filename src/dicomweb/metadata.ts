@@ -73,6 +73,36 @@ export class MetadataService {
     return doc;
   }
 
+  private readonly warmTimers = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * Assembles a series' document in the background once the series has been quiet for `delayMs`
+   * (like Orthanc's "stable" series), so the viewer's first metadata request is already warm.
+   * Debounced per series: a series stored one instance at a time is assembled once, not n times.
+   */
+  scheduleWarm(scope: Scope, base: string, delayMs = 1000): void {
+    const key = `${scope.studyUid}/${scope.seriesUid ?? ""}|${base}`;
+    const previous = this.warmTimers.get(key);
+    if (previous) clearTimeout(previous);
+    const timer = setTimeout(() => {
+      this.warmTimers.delete(key);
+      try {
+        this.get(scope, base);
+        this.get({ studyUid: scope.studyUid }, base);
+      } catch {
+        // best effort: the request path assembles it anyway
+      }
+    }, delayMs);
+    timer.unref();
+    this.warmTimers.set(key, timer);
+  }
+
+  /** Stops pending background work (server shutdown). */
+  close(): void {
+    for (const timer of this.warmTimers.values()) clearTimeout(timer);
+    this.warmTimers.clear();
+  }
+
   private remember(key: string, doc: MetadataDocument): void {
     if (doc.gzip.length > this.maxCacheBytes) return;
     this.cache.set(key, doc);

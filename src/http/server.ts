@@ -60,7 +60,8 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   await app.register(metricsPlugin, { archive });
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
   await app.register(wadoRoutes, { ...ctx, metadata });
-  await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes });
+  await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes, metadata });
+  app.addHook("onClose", async () => metadata.close());
   await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete });
 
   app.get("/", async (request, reply) => {

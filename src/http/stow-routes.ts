@@ -9,6 +9,7 @@ import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { datasetToXml, isValidUid } from "../dicom/index.js";
 import { DICOM, DICOM_JSON, DICOM_XML } from "../dicomweb/media-types.js";
+import type { MetadataService } from "../dicomweb/metadata.js";
 import { type StowPart, StowRequestError, storeDicomParts, storeJsonParts, stowResponse } from "../dicomweb/stow.js";
 import { DicomwebError } from "../dicomweb/wado.js";
 import type { IngestResult } from "../store/ingest-result.js";
@@ -29,7 +30,10 @@ async function* stowParts(parts: AsyncIterable<Part>): AsyncGenerator<StowPart> 
   }
 }
 
-export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { maxInstanceBytes: number }): Promise<void> {
+export async function stowRoutes(
+  app: FastifyInstance,
+  ctx: RouteContext & { maxInstanceBytes: number; metadata: MetadataService },
+): Promise<void> {
   const root = ctx.dicomwebPrefix;
   // Bodies reach the handlers as raw streams: nothing is buffered by Fastify.
   app.addContentTypeParser(["multipart/related", DICOM], (_request, payload, done) => done(null, payload));
@@ -82,7 +86,11 @@ export async function stowRoutes(app: FastifyInstance, ctx: RouteContext & { max
     }
     if (results.length === 0) throw new DicomwebError(400, "the request holds no instance to store");
     recordInstancesStored(results.filter((r) => r.ok && r.status !== "identical" && r.status !== "ignored").length);
-    const outcome = stowResponse(results, ctx.publicBase(request));
+    const base = ctx.publicBase(request);
+    const outcome = stowResponse(results, base);
+    const series = new Map<string, string>();
+    for (const r of results) if (r.ok) series.set(r.seriesUid, r.studyUid);
+    for (const [seriesUid, studyUid] of series) ctx.metadata.scheduleWarm({ studyUid, seriesUid }, base);
     reply.code(outcome.status);
     if (wantsXml.offer.mediaType === DICOM_XML) return reply.type(`${DICOM_XML}; charset=utf-8`).send(datasetToXml(outcome.response));
     return reply.type(`${wantsXml.offer.mediaType}; charset=utf-8`).send(JSON.stringify(outcome.response));
