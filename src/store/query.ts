@@ -235,7 +235,7 @@ export function wildcardRegex(pattern: string, caseInsensitive: boolean, prefixO
   const cacheKey = `${caseInsensitive ? "i" : "s"}${prefixOnly ? "p" : "w"}${pattern}`;
   let re = regexCache.get(cacheKey);
   if (!re) {
-    const body = Array.from(pattern, (c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&"))).join("");
+    const body = Array.from(pattern, (c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&"))).join("");
     re = new RegExp(`^${body}${prefixOnly ? "" : "$"}`, caseInsensitive ? "isu" : "su");
     if (regexCache.size > 1000) regexCache.clear();
     regexCache.set(cacheKey, re);
