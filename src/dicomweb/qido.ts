@@ -128,6 +128,8 @@ function parseElement(text: string, whole: string): PathElement {
     }
     if (group === 0x0002 || group === 0xfffe)
       throw bad("unknown attribute", `"${whole}": ${tag} is not a dataset attribute and cannot be searched`);
+    if (tag.endsWith("0000"))
+      throw bad("unknown attribute", `"${whole}": ${tag} is a group length, which is not kept and cannot be searched`);
     return { tag, vr: entry?.vr, keyword: entry?.keyword ?? tag };
   }
   const tagNumber = /^[A-Za-z][A-Za-z0-9]*$/.test(text) ? tagForKeyword(text) : undefined;
