@@ -153,9 +153,9 @@ export interface InProcessServer {
   close(): Promise<void>;
 }
 
-/** startServer() on port 0 with a fresh data folder (removed at cleanup). */
-export async function startInProcess(cleanup: Cleanup, overrides: ConfigInput = {}): Promise<InProcessServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-it-"));
+/** startServer() on port 0 with a fresh data folder, or `folder` (removed at cleanup either way). */
+export async function startInProcess(cleanup: Cleanup, overrides: ConfigInput = {}, folder?: string): Promise<InProcessServer> {
+  const dataDir = folder ?? mkdtempSync(join(tmpdir(), "voxelgate-it-"));
   const config = parseConfig({ logLevel: "silent", port: 0, data: dataDir, ...overrides });
   const archive = await openArchive({ dataDir, duplicatePolicy: config.duplicatePolicy, maxInstanceBytes: config.maxInstanceBytes });
   const server = await startServer(config, archive);
