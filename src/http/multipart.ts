@@ -225,26 +225,30 @@ export class MultipartParser {
       this.carry = undefined;
     }
     let pos = 0;
+    // Body bytes from `seg` on are not emitted yet. Emitting lazily keeps the bytes of a false
+    // delimiter in one contiguous view with the data around them.
+    let seg = 0;
+    // Where the delimiter candidate starts in buf; -1 when it began in an earlier write.
+    let cand = -1;
     while (pos < buf.length) {
       switch (this.state) {
         case State.Preamble:
         case State.Body: {
           const at = buf.indexOf(this.needle, pos);
           if (at >= 0) {
-            if (this.state === State.Body && at > pos) this.emit(buf.subarray(pos, at));
             this.inPart = this.state === State.Body;
             this.state = State.DelimiterTail;
             this.tail = Tail.Start;
             this.tailBytes = [];
+            cand = at;
             pos = at + this.needle.length;
             break;
           }
           const keep = this.partialNeedleAt(buf, pos);
           const end = buf.length - keep;
-          if (this.state === State.Body && end > pos) this.emit(buf.subarray(pos, end));
+          if (this.state === State.Body && end > seg) this.emit(buf.subarray(seg, end));
           if (keep > 0) this.carry = Buffer.from(buf.subarray(end));
-          pos = buf.length;
-          break;
+          return;
         }
         case State.DelimiterTail: {
           const c = buf[pos] as number;
@@ -253,15 +257,20 @@ export class MultipartParser {
             this.tailBytes.push(c);
             pos++;
           } else if (verdict === "no") {
-            // Not a delimiter line ("--boundary" followed by other text): the needle was data.
-            const rest = Buffer.concat([Buffer.from(this.tailBytes), buf.subarray(pos)]);
-            if (this.inPart) this.emit(Buffer.from(this.needle));
+            // Not a delimiter line ("--boundary" followed by other text): the needle and the tail
+            // were data. The tail holds only "-", SP, HT or a CR not followed by LF, none of which
+            // can start a delimiter, so the search resumes at the current byte.
+            if (this.inPart && cand < 0) {
+              this.emit(Buffer.concat([this.needle, Buffer.from(this.tailBytes)]));
+              seg = pos;
+            }
             this.state = this.inPart ? State.Body : State.Preamble;
-            buf = rest;
-            pos = 0;
           } else {
+            if (this.inPart) {
+              if (cand > seg) this.emit(buf.subarray(seg, cand));
+              this.sink.partEnd();
+            }
             pos++;
-            if (this.inPart) this.sink.partEnd();
             if (verdict === "close") {
               this.state = State.Epilogue;
               if (this.parts > 0) this.sink.done();
@@ -273,14 +282,15 @@ export class MultipartParser {
         }
         case State.Headers:
           pos = this.readHeaders(buf, pos);
+          seg = pos;
           break;
         case State.Epilogue:
-          pos = buf.length;
-          break;
+          return;
       }
     }
+    // The buffer ends inside a delimiter candidate: the data before it is data whatever comes next.
+    if (this.state === State.DelimiterTail && this.inPart && cand > seg) this.emit(buf.subarray(seg, cand));
   }
-
   /** Call at the end of the body. Throws if the body was not a complete multipart body. */
   end(): void {
     if (this.state === State.Epilogue && this.parts > 0) return;

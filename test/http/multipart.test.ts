@@ -178,6 +178,17 @@ test("a split at every byte position of a small body gives the same parts", asyn
   }
 });
 
+test("hostile input: a part made of near-delimiters parses in linear time", async () => {
+  const unit = Buffer.from(`\r\n--${B}x\r\n--${B}-\r\n--${B} \r-`);
+  const data = Buffer.concat(Array.from({ length: Math.ceil((10 << 20) / unit.length) }, () => unit));
+  const started = performance.now();
+  const [part] = await collect(chunked(buildBody([{ body: data }]), 1 << 20));
+  const ms = performance.now() - started;
+  assert.equal(part?.data.length, data.length);
+  assert.equal(md5(part.data), md5(data));
+  assert.ok(ms < 3000, `took ${ms.toFixed(0)} ms`);
+});
+
 test("MultipartParser (push API) emits views into the input and finds the close", () => {
   const events: string[] = [];
   const parser = new MultipartParser(B, {
