@@ -57,8 +57,9 @@ function failureText(item: JsonItem): { code?: number; reason: string } {
 
 /**
  * Reads a STOW response dataset into one outcome per file, in the batch's order. Files are matched
- * by SOP Instance UID; failures the server could not name (unreadable headers) go to the files
- * whose UID was not known, in order; a file the response does not mention has failed.
+ * by SOP Instance UID. What the response lists without a match (a failure the server could not
+ * name, an instance whose UID the file's first bytes did not show) goes to the files still
+ * unaccounted for, those whose UID was not known first; a file left over after that has failed.
  */
 export function outcomesFromResponse(files: BatchFile[], body: unknown): Outcome[] {
   const dataset = (Array.isArray(body) ? body[0] : body) as JsonItem | undefined;
@@ -71,24 +72,24 @@ export function outcomesFromResponse(files: BatchFile[], body: unknown): Outcome
     list.push(i);
     waiting.set(f.sopUid, list);
   });
-  const take = (sopUid: unknown): number | undefined => (typeof sopUid === "string" ? waiting.get(sopUid)?.shift() : undefined);
-  const unnamed: Outcome[] = [];
-  for (const item of sequence(dataset, "00081199")) {
-    const i = take(first(item, "00081155"));
-    if (i !== undefined) outcomes[i] = { kind: "stored" };
-  }
+  const unnamedFailures: Outcome[] = [];
+  const unmatched: Outcome[] = [];
+  const place = (item: JsonItem, outcome: Outcome) => {
+    const sopUid = first(item, "00081155");
+    const i = typeof sopUid === "string" ? waiting.get(sopUid)?.shift() : undefined;
+    if (i !== undefined) outcomes[i] = outcome;
+    else (typeof sopUid === "string" ? unmatched : unnamedFailures).push(outcome);
+  };
+  for (const item of sequence(dataset, "00081199")) place(item, { kind: "stored" });
   for (const item of sequence(dataset, "00081198")) {
     const { code, reason } = failureText(item);
-    const outcome: Outcome = code === 0x0111 ? { kind: "rejected" } : { kind: "failed", reason };
-    const i = take(first(item, "00081155"));
-    if (i !== undefined) outcomes[i] = outcome;
-    else unnamed.push(outcome);
+    place(item, code === 0x0111 ? { kind: "rejected" } : { kind: "failed", reason });
   }
-  // Unnamed failures belong to files whose UID could not be read first, then to any still unaccounted for.
+  const leftovers = [...unnamedFailures, ...unmatched];
   const order = [...files.keys()].sort((a, b) => Number(files[a]?.sopUid !== undefined) - Number(files[b]?.sopUid !== undefined));
   for (const i of order) {
     if (outcomes[i] !== undefined) continue;
-    outcomes[i] = unnamed.shift() ?? { kind: "failed", reason: "the server's STOW response does not mention this instance" };
+    outcomes[i] = leftovers.shift() ?? { kind: "failed", reason: "the server's STOW response does not mention this instance" };
   }
   return outcomes as Outcome[];
 }

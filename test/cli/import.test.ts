@@ -9,10 +9,11 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { after, test } from "node:test";
 import yazl from "yazl";
-import { classify } from "../../src/cli/import-sources.js";
-import { outcomesFromResponse } from "../../src/cli/import-stow.js";
+import { classify, type ImportItem } from "../../src/cli/import-sources.js";
+import { type Outcome, outcomesFromResponse, sendBatch } from "../../src/cli/import-stow.js";
 import { jsonToDataset, TransferSyntaxUids, writeDataset, writePart10 } from "../../src/dicom/index.js";
 import { openArchive } from "../../src/store/file-archive.js";
 
@@ -75,6 +76,16 @@ await writeZip(zipPath, {
   "sub/e.dcm": part10(STUDY_B, "2.25.21", "2.25.6"),
   "sub/notes.txt": Buffer.from("not an image"),
   "inner.zip": Buffer.from("PK\x05\x06"),
+});
+
+/** An item whose bytes come from a function (for STOW client tests). */
+const memoryItem = (name: string, stream: () => Readable): ImportItem => ({
+  name,
+  baseName: name,
+  size: 1,
+  open: async () => stream(),
+  head: async () => Buffer.alloc(0),
+  release: () => {},
 });
 
 interface Run {
@@ -246,11 +257,28 @@ test("import --url sends the files to a running server by STOW-RS", async () => 
   const data = join(work, "data-server");
   const server = await startServer(data);
   let r: Run;
+  let retried: Outcome[];
   try {
     r = await runCli(["import", "--url", `${server.url}dicomweb`, "--parallel", "2", input]);
+    // A file that cannot be read while its request is sent fails alone; the batch is sent again without it.
+    const unreadable = new Readable({
+      read() {
+        this.push(Buffer.alloc(300));
+        this.destroy(new Error("the disk went away"));
+      },
+    });
+    const extra = part10(STUDY_B, "2.25.22", "2.25.8");
+    retried = await sendBatch(
+      [
+        { item: memoryItem("unreadable.dcm", () => unreadable), sopUid: "2.25.9" },
+        { item: memoryItem("good.dcm", () => Readable.from([extra])), sopUid: "2.25.8" },
+      ],
+      { url: `${server.url}dicomweb` },
+    );
   } finally {
     await server.stop();
   }
+  assert.deepEqual(retried, [{ kind: "failed", reason: "cannot read the file: the disk went away" }, { kind: "stored" }]);
   assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
   assert.deepEqual(
     counts(r.stdout),
@@ -261,8 +289,8 @@ test("import --url sends the files to a running server by STOW-RS", async () => 
   assert.match(r.stdout, /^ {2}1 × .*cannot be read.*\n {6}.*corrupt\.dcm$/m);
   const archive = await openArchive({ dataDir: data });
   try {
-    assert.deepEqual(archive.index.stats(), { studies: 2, series: 3, instances: 6 });
-    for (const sop of SOPS) assert.ok(archive.index.instance(sop), `instance ${sop} is in the index`);
+    assert.deepEqual(archive.index.stats(), { studies: 2, series: 4, instances: 7 });
+    for (const sop of [...SOPS, "2.25.8"]) assert.ok(archive.index.instance(sop), `instance ${sop} is in the index`);
   } finally {
     await archive.close();
   }
@@ -301,24 +329,27 @@ test("classify: DICM marker, bare dataset, DICOMDIR by name or class, and not DI
   assert.equal(classify("empty", Buffer.alloc(0)).kind, "not-dicom");
 });
 
-test("STOW response: files matched by SOP Instance UID; unnamed failures go to files whose UID is unknown", () => {
-  const item = (name: string) => ({
-    name,
-    baseName: name,
-    size: 1,
-    open: () => Promise.reject(new Error("unused")),
-    head: () => Promise.reject(new Error("unused")),
-    release: () => {},
-  });
+test("STOW response: files matched by SOP Instance UID; what matches none goes to files whose UID is unknown", () => {
+  const item = (name: string) => memoryItem(name, () => Readable.from([]));
   const files = [
     { item: item("a"), sopUid: "1.1" },
     { item: item("b") },
     { item: item("c"), sopUid: "1.3" },
     { item: item("d"), sopUid: "1.4" },
     { item: item("e"), sopUid: "1.5" },
+    { item: item("f") },
+    { item: item("g"), sopUid: "1.7" },
   ];
   const response = {
-    "00081199": { vr: "SQ", Value: [{ "00081155": { vr: "UI", Value: ["1.3"] } }, { "00081155": { vr: "UI", Value: ["1.1"] } }] },
+    "00081199": {
+      vr: "SQ",
+      Value: [
+        { "00081155": { vr: "UI", Value: ["1.3"] } },
+        { "00081155": { vr: "UI", Value: ["1.1"] } },
+        // A file whose UID its first bytes did not show.
+        { "00081155": { vr: "UI", Value: ["1.6"] } },
+      ],
+    },
     "00081198": {
       vr: "SQ",
       Value: [
@@ -334,6 +365,8 @@ test("STOW response: files matched by SOP Instance UID; unnamed failures go to f
     { kind: "stored" },
     { kind: "rejected" },
     { kind: "failed", reason: "data set does not match SOP class (A900)" },
+    { kind: "stored" },
+    { kind: "failed", reason: "the server's STOW response does not mention this instance" },
   ]);
   assert.throws(() => outcomesFromResponse(files, "Conflict"), /not a DICOM JSON dataset/);
 });
