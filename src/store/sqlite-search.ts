@@ -220,7 +220,7 @@ const ALIAS: Readonly<Record<Level, string>> = { study: "st", series: "se", inst
  * Clauses for conditions on one table alias of the given level: key columns first, then one
  * JavaScript call for the rest (so the JSON is parsed once per row).
  */
-function levelClauses(alias: string, level: Level, conditions: Condition[], b: SqlBuilder, params: unknown[]): string[] {
+function levelClauses(alias: string, level: Level, conditions: Condition[], b: SqlBuilder, params: unknown[], noIndex = false): string[] {
   const sql: string[] = [];
   const inJs: Condition[] = [];
   for (const c of conditions) {
@@ -230,19 +230,22 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
       if (!matchValue("ONLINE", "CS", c.matcher, false)) sql.push("0");
       continue;
     }
+    // Computed study keys: the set of matching studies is built once from the index of the lower
+    // table (not a subquery per study).
     if (level === "study" && c.tag === MODALITIES_IN_STUDY) {
       const m = columnSql("x.modality", "text", c.matcher, params);
-      sql.push(`EXISTS (SELECT 1 FROM series x WHERE x.study_pk = ${alias}.pk AND ${m ?? "0"})`);
+      sql.push(`${alias}.pk IN (SELECT x.study_pk FROM series x WHERE ${m ?? "0"})`);
       continue;
     }
     if (level === "study" && c.tag === SOP_CLASSES_IN_STUDY) {
       const m = columnSql("x.sop_class_uid", "text", c.matcher, params);
-      sql.push(`EXISTS (SELECT 1 FROM instances x WHERE x.study_pk = ${alias}.pk AND ${m ?? "0"})`);
+      sql.push(`${alias}.pk IN (SELECT x.study_pk FROM instances x WHERE ${m ?? "0"})`);
       continue;
     }
     const column = COLUMNS[c.tag];
     if (column && column.level === level) {
-      const expr = `${alias}.${column.column}`;
+      // `+` keeps SQLite from driving a correlated subquery by this column's index (the link is better).
+      const expr = `${noIndex ? "+" : ""}${alias}.${column.column}`;
       const direct = columnSql(expr, column.kind, c.matcher, params);
       if (direct !== undefined) sql.push(direct);
       else {
@@ -262,10 +265,25 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
   return sql;
 }
 
+/** Indexed key columns selective enough to drive a query from their table. */
+const DRIVING_TAGS = new Set(["0020000E", "00080060", "00080018", "00080016"]);
+
+/** Joins where SQLite picks the order (a scope or a selective key of the lower table drives). */
 const FROM: Readonly<Record<Level, string>> = {
   study: "studies st",
   series: "series se JOIN studies st ON st.pk = se.study_pk",
-  instance: "instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = i.study_pk",
+  instance: "instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk",
+};
+
+/**
+ * Joins in study order (CROSS JOIN fixes the order in SQLite): studies walked newest first by the
+ * studies_date index, then their series and instances by index, so a page is found without
+ * sorting the whole table; only each study's rows are sorted.
+ */
+const FROM_STUDY_ORDER: Readonly<Record<Level, string>> = {
+  study: "studies st",
+  series: "studies st CROSS JOIN series se ON se.study_pk = st.pk",
+  instance: "studies st CROSS JOIN series se ON se.study_pk = st.pk CROSS JOIN instances i ON i.series_pk = se.pk",
 };
 
 const ORDER: Readonly<Record<Level, string>> = {
@@ -312,14 +330,25 @@ function buildWhere(query: SearchQuery, b: SqlBuilder): void {
       deferredParams.push(...split.js);
     } else {
       // Relational: some series (instance) of the candidate satisfies every condition of that level.
+      // With a selective indexed key (a UID, Modality, SOP Class) the matching parents are found
+      // once through that index; otherwise each candidate's own series (instances) are checked.
       const a = level === "series" ? "s2" : "i2";
       const table = level === "series" ? "series" : "instances";
-      const link = query.level === "study" ? `${a}.study_pk = st.pk` : `${a}.series_pk = se.pk`;
+      const parent = query.level === "study" ? "st" : "se";
+      const linkColumn = query.level === "study" ? "study_pk" : "series_pk";
+      const driven = conditions.some(
+        (c) => DRIVING_TAGS.has(c.tag) && COLUMNS[c.tag]?.level === level && ["single", "any", "wildcard"].includes(c.matcher.kind),
+      );
       const params: unknown[] = [];
-      const clauses = levelClauses(a, level, conditions, b, params);
-      const ordered = [...clauses.filter((c) => !/^vg_(json|meta)\(/.test(c)), ...clauses.filter((c) => /^vg_(json|meta)\(/.test(c))];
+      const clauses = levelClauses(a, level, conditions, b, params, !driven);
+      const isJs = (c: string): boolean => /^vg_(json|meta)\(/.test(c);
+      const ordered = [...clauses.filter((c) => !isJs(c)), ...clauses.filter(isJs)];
       const split = splitParams(clauses, params);
-      deferred.push(`EXISTS (SELECT 1 FROM ${table} ${a} WHERE ${[link, ...ordered].join(" AND ")})`);
+      deferred.push(
+        driven
+          ? `${parent}.pk IN (SELECT ${a}.${linkColumn} FROM ${table} ${a} WHERE ${ordered.join(" AND ")})`
+          : `EXISTS (SELECT 1 FROM ${table} ${a} WHERE ${[`${a}.${linkColumn} = ${parent}.pk`, ...ordered].join(" AND ")})`,
+      );
       deferredParams.push(...split.direct, ...split.js);
     }
   }
@@ -371,9 +400,14 @@ export function searchSql(query: SearchQuery): { sql: string; countSql: string; 
     (query.level === "series" && query.studyUid !== undefined) ||
     (query.level === "instance" && (query.studyUid !== undefined || query.seriesUid !== undefined));
   const order = scoped && query.level !== "study" ? SCOPED_ORDER[query.level] : ORDER[query.level];
+  const depth = LEVEL_DEPTH[query.level];
+  const lowerDriven = query.conditions.some(
+    (c) => DRIVING_TAGS.has(c.tag) && LEVEL_DEPTH[c.level] >= 1 && LEVEL_DEPTH[c.level] <= depth && c.matcher.kind !== "universal",
+  );
+  const from = scoped || lowerDriven ? FROM[query.level] : FROM_STUDY_ORDER[query.level];
   return {
-    sql: `SELECT ${keys} FROM ${FROM[query.level]} ${where} ORDER BY ${order} LIMIT ? OFFSET ?`,
-    countSql: `SELECT count(*) AS n FROM ${FROM[query.level]} ${where}`,
+    sql: `SELECT ${keys} FROM ${from} ${where} ORDER BY ${order} LIMIT ? OFFSET ?`,
+    countSql: `SELECT count(*) AS n FROM ${from} ${where}`,
     params: b.params,
     release: () => b.release(),
   };
