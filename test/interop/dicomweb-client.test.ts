@@ -54,6 +54,8 @@ interface Client {
   retrieveSeriesMetadata(options: { studyInstanceUID: string; seriesInstanceUID: string }): Promise<Dataset[]>;
   retrieveInstanceMetadata(options: InstanceRef): Promise<Dataset[]>;
   retrieveInstance(options: InstanceRef & { mediaTypes?: MediaType[] }): Promise<ArrayBuffer>;
+  retrieveSeries(options: { studyInstanceUID: string; seriesInstanceUID: string }): Promise<ArrayBuffer[]>;
+  retrieveStudy(options: { studyInstanceUID: string }): Promise<ArrayBuffer[]>;
   retrieveInstanceFrames(options: InstanceRef & { frameNumbers: number[]; mediaTypes?: MediaType[] }): Promise<ArrayBuffer[]>;
   retrieveBulkData(options: { BulkDataURI: string; mediaTypes?: MediaType[] }): Promise<ArrayBuffer[]>;
   /**
@@ -271,6 +273,37 @@ test("dicomweb-client against Voxelgate: every transaction, results checked agai
     const r = spawnSync(PYTHON, ["-c", SAME_DATASET, ...pairs], { maxBuffer: 1 << 26 });
     assert.equal(r.status, 0, r.stderr.toString());
     assert.deepEqual(JSON.parse(r.stdout.toString()), [], "data sets that changed in the default (Explicit VR Little Endian) retrieve");
+  });
+
+  await t.test("retrieveStudy / retrieveSeries: one Explicit VR Little Endian part per instance", async () => {
+    const holds = (part: ArrayBuffer, sop: string) => Buffer.from(part).includes(Buffer.from(sop, "latin1"));
+    const nativeOnly = (list: CorpusFile[]) => list.every((c) => NATIVE.includes(c.transferSyntax));
+    const studies = unique(corpus.map((c) => c.study)).filter((s) => nativeOnly(corpus.filter((c) => c.study === s)));
+    assert.ok(studies.length >= 5);
+    for (const study of studies) {
+      const expected = corpus.filter((c) => c.study === study);
+      const parts = await client.retrieveStudy({ studyInstanceUID: study });
+      assert.equal(parts.length, expected.length, `study ${study}: ${parts.length} parts`);
+      for (const part of parts) assert.equal(metaTransferSyntax(Buffer.from(part)), "1.2.840.10008.1.2.1");
+      for (const c of expected)
+        assert.ok(
+          parts.some((p) => holds(p, c.sop)),
+          `study ${study}: ${c.sop} missing`,
+        );
+    }
+    const mr = corpus.filter((c) => c.source === "test_files/MR_small.dcm" || c.source === "test_files/MR_small_bigendian.dcm");
+    const [first] = mr;
+    assert.ok(first);
+    const series = corpus.filter((c) => c.series === first.series);
+    // The MR series mixes native and compressed syntaxes: either all are decompressed to Explicit VR
+    // Little Endian, or the server refuses (406); it must not send another syntax under that media type.
+    try {
+      const parts = await client.retrieveSeries({ studyInstanceUID: first.study, seriesInstanceUID: first.series });
+      assert.equal(parts.length, series.length);
+      for (const part of parts) assert.equal(metaTransferSyntax(Buffer.from(part)), "1.2.840.10008.1.2.1");
+    } catch (e) {
+      assert.equal((e as { status?: number }).status, 406, String(e));
+    }
   });
 
   await t.test("retrieveInstanceFrames: native frames equal pydicom's pixel data, compressed frames its fragments", async () => {
