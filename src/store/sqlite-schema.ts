@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE INDEX IF NOT EXISTS series_study ON series(study_pk);
 CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
+-- covering for QIDO ModalitiesInStudy / Modality checks per study (no lookup of the wide series row)
+CREATE INDEX IF NOT EXISTS series_study_modality ON series(study_pk, modality);
 
 CREATE TABLE IF NOT EXISTS instances (
   pk INTEGER PRIMARY KEY,
