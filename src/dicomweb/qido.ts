@@ -483,8 +483,15 @@ export function finishResult(result: SearchResult, level: Level, base: string): 
   return result.matches.map((m) => finishMatch(m, level, base));
 }
 
-/** The Warning header value when results were cut (PS3.18 §8.3.4.4.1). */
-export function remainingWarning(agent: string, remaining: number): string {
+/**
+ * The Warning header value when results were cut: PS3.18 §8.3.4.4.1 (current editions) with the
+ * number left; when it was not counted (see COUNT_BUDGET_MS), the wording of earlier editions,
+ * which has no number.
+ */
+export function remainingWarning(agent: string, remaining: number | undefined): string {
+  if (remaining === undefined) {
+    return `299 ${agent} "The number of results exceeded the maximum supported by the server. Additional results can be requested."`;
+  }
   return `299 ${agent} "There are ${remaining} additional results that can be requested"`;
 }
 

@@ -71,8 +71,8 @@ export interface SearchQuery {
 export interface SearchResult {
   /** Matches in order, each with the attributes to return (RetrieveURL and Specific Character Set are added by the caller). */
   matches: DicomJsonDataset[];
-  /** Matches after this page (0 when the page is the last). */
-  remaining: number;
+  /** Matches after this page (0 when the page is the last); undefined when more exist but counting them would cost too much. */
+  remaining: number | undefined;
   /** True when more matches exist beyond this page (Warning: 299). */
   truncated: boolean;
 }

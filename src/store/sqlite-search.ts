@@ -23,6 +23,7 @@
  * unscoped search follow the order of their study.
  */
 import type Database from "better-sqlite3";
+import { performance } from "node:perf_hooks";
 import { constants as zlibConstants, inflateRawSync } from "node:zlib";
 import { type DicomJsonAttribute, type DicomJsonDataset, type JsonValue, lookupTag } from "../dicom/index.js";
 import {
@@ -102,6 +103,19 @@ const N_SERIES_INSTANCES = "00201209";
 interface Registered {
   conditions: Condition[];
   fuzzy: boolean;
+  /** Shared by the conditions of one search: past `deadline` (when set) the JSON functions give up. */
+  budget: Budget;
+}
+
+interface Budget {
+  deadline: number;
+}
+
+/** Thrown inside SQL functions when a search's counting budget is spent. */
+class BudgetSpent extends Error {}
+
+function checkBudget(budget: Budget): void {
+  if (budget.deadline > 0 && performance.now() > budget.deadline) throw new BudgetSpent("count budget spent");
 }
 
 /** Conditions of the queries running now, by id (better-sqlite3 is synchronous: one query at a time per thread). */
@@ -128,11 +142,13 @@ function ensureFunctions(db: Db): void {
   });
   db.function("vg_json", { deterministic: false }, (text: unknown, id: unknown) => {
     const r = registered(Number(id));
+    checkBudget(r.budget);
     if (typeof text !== "string") return 0;
     return matchDataset(JSON.parse(text) as DicomJsonDataset, r.conditions, r.fuzzy) ? 1 : 0;
   });
   db.function("vg_meta", { deterministic: false }, (chunk: unknown, id: unknown) => {
     const r = registered(Number(id));
+    checkBudget(r.budget);
     if (!Buffer.isBuffer(chunk)) return 0;
     return matchDataset(JSON.parse(inflateMetadata(chunk)) as DicomJsonDataset, r.conditions, r.fuzzy) ? 1 : 0;
   });
@@ -146,13 +162,16 @@ class SqlBuilder {
   readonly clauses: string[] = [];
   readonly params: unknown[] = [];
   readonly ids: number[] = [];
+  /** True once a condition needs vg_json or vg_meta (a JSON document parsed per row). */
+  parsesJson = false;
+  readonly budget: Budget = { deadline: 0 };
 
   constructor(readonly fuzzy: boolean) {}
 
   register(conditions: Condition[]): number {
     const id = nextId++;
     if (nextId > Number.MAX_SAFE_INTEGER - 1) nextId = 1;
-    registry.set(id, { conditions, fuzzy: this.fuzzy });
+    registry.set(id, { conditions, fuzzy: this.fuzzy, budget: this.budget });
     this.ids.push(id);
     return id;
   }
@@ -230,11 +249,12 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
       if (!matchValue("ONLINE", "CS", c.matcher, false)) sql.push("0");
       continue;
     }
-    // Computed study keys: the set of matching studies is built once from the index of the lower
-    // table (not a subquery per study).
+    // Computed study keys: ModalitiesInStudy checks the few series of each candidate study (walked
+    // newest first, so a page stops early); SOPClassesInStudy builds the set of studies once from
+    // the SOP Class index (a study has many instances).
     if (level === "study" && c.tag === MODALITIES_IN_STUDY) {
-      const m = columnSql("x.modality", "text", c.matcher, params);
-      sql.push(`${alias}.pk IN (SELECT x.study_pk FROM series x WHERE ${m ?? "0"})`);
+      const m = columnSql("+x.modality", "text", c.matcher, params);
+      sql.push(`EXISTS (SELECT 1 FROM series x WHERE x.study_pk = ${alias}.pk AND ${m ?? "0"})`);
       continue;
     }
     if (level === "study" && c.tag === SOP_CLASSES_IN_STUDY) {
@@ -259,14 +279,50 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
     inJs.push(c);
   }
   if (inJs.length > 0) {
-    params.push(b.register(inJs));
-    sql.push(level === "instance" ? `vg_meta(${alias}.metadata, ?)` : `vg_json(${alias}.attributes, ?)`);
+    b.parsesJson = true;
+    if (level === "instance") {
+      params.push(b.register(inJs));
+      sql.push(`vg_meta(${alias}.metadata, ?)`);
+    } else {
+      // A value that must appear literally in the JSON text rules rows out before any parsing.
+      const literals = inJs.map(requiredLiteral).filter((l): l is string => l !== undefined);
+      params.push(...literals, b.register(inJs));
+      sql.push([...literals.map(() => `instr(${alias}.attributes, ?) > 0`), `vg_json(${alias}.attributes, ?)`].join(" AND "));
+    }
   }
   return sql;
 }
 
-/** Indexed key columns selective enough to drive a query from their table. */
-const DRIVING_TAGS = new Set(["0020000E", "00080060", "00080018", "00080016"]);
+const TEXT_LITERAL_VRS = new Set(["AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT"]);
+
+/**
+ * Text every matching row's JSON must contain (as JSON.stringify writes it), or undefined: a
+ * single value or the longest literal run of a wildcard, for case-sensitive text VRs (and
+ * private tags), recursing into sequence items. PN (case-insensitive), numbers, dates: none.
+ */
+function requiredLiteral(c: Condition): string | undefined {
+  const m = c.matcher;
+  if (m.kind === "sequence") {
+    for (const item of m.items) {
+      const literal = requiredLiteral(item);
+      if (literal !== undefined) return literal;
+    }
+    return undefined;
+  }
+  if (c.vr !== undefined && !TEXT_LITERAL_VRS.has(c.vr)) return undefined;
+  let literal: string | undefined;
+  if (m.kind === "single") literal = m.value;
+  else if (m.kind === "wildcard") literal = m.pattern.split(/[*?]/).reduce((a, b) => (b.length > a.length ? b : a), "");
+  if (!literal || /["\\\u0000-\u001F\uD800-\uDFFF]/.test(literal)) return undefined;
+  return literal;
+}
+
+/**
+ * Indexed key columns selective enough to drive a query from their table: the UIDs. Modality and
+ * SOP Class UID are indexed but shared by many rows: walking studies newest first and checking
+ * their few series stops as soon as a page is full.
+ */
+const DRIVING_TAGS = new Set(["0020000E", "00080018"]);
 
 /** Joins where SQLite picks the order (a scope or a selective key of the lower table drives). */
 const FROM: Readonly<Record<Level, string>> = {
@@ -321,7 +377,7 @@ function buildWhere(query: SearchQuery, b: SqlBuilder): void {
       const clauses = levelClauses(ALIAS[level], level, conditions, b, params);
       // Column terms first in the SQL text (cheap, indexed), JavaScript terms after all of them.
       for (const clause of clauses) {
-        const js = /^vg_(json|meta)\(/.test(clause);
+        const js = /vg_(json|meta)\(/.test(clause);
         (js ? deferred : b.clauses).push(clause);
       }
       // Parameters follow the textual order of their clauses.
@@ -341,7 +397,7 @@ function buildWhere(query: SearchQuery, b: SqlBuilder): void {
       );
       const params: unknown[] = [];
       const clauses = levelClauses(a, level, conditions, b, params, !driven);
-      const isJs = (c: string): boolean => /^vg_(json|meta)\(/.test(c);
+      const isJs = (c: string): boolean => /vg_(json|meta)\(/.test(c);
       const ordered = [...clauses.filter((c) => !isJs(c)), ...clauses.filter(isJs)];
       const split = splitParams(clauses, params);
       deferred.push(
@@ -363,7 +419,7 @@ function splitParams(clauses: string[], params: unknown[]): { direct: unknown[];
   let p = 0;
   for (const clause of clauses) {
     const n = (clause.match(/\?/g) ?? []).length;
-    const target = /^vg_(json|meta)\(/.test(clause) ? js : direct;
+    const target = /vg_(json|meta)\(/.test(clause) ? js : direct;
     for (let k = 0; k < n; k++) target.push(params[p++]);
   }
   return { direct, js };
@@ -389,8 +445,21 @@ function prepare(db: Db, sql: string): Database.Statement {
   return statement;
 }
 
-/** The SQL text of the page query (exported for EXPLAIN QUERY PLAN in tests). */
-export function searchSql(query: SearchQuery): { sql: string; countSql: string; params: unknown[]; release(): void } {
+export interface SearchSql {
+  /** Keys of the page, in order; parameters: ...params, limit, offset (LIMIT -1: no limit). */
+  sql: string;
+  /** Number of matches (joins only the tables the conditions use). */
+  countSql: string;
+  params: unknown[];
+  /** True when rows are matched in JavaScript (a JSON document parsed per candidate row). */
+  parsesJson: boolean;
+  /** Set its deadline (performance.now() time) to make the JavaScript matching throw BudgetSpent past it. */
+  budget: Budget;
+  release(): void;
+}
+
+/** The SQL of a search (exported for EXPLAIN QUERY PLAN in tests). */
+export function searchSql(query: SearchQuery): SearchSql {
   const b = new SqlBuilder(query.fuzzy);
   buildWhere(query, b);
   const where = b.clauses.length > 0 ? `WHERE ${b.clauses.join(" AND ")}` : "";
@@ -405,10 +474,23 @@ export function searchSql(query: SearchQuery): { sql: string; countSql: string; 
     (c) => DRIVING_TAGS.has(c.tag) && LEVEL_DEPTH[c.level] >= 1 && LEVEL_DEPTH[c.level] <= depth && c.matcher.kind !== "universal",
   );
   const from = scoped || lowerDriven ? FROM[query.level] : FROM_STUDY_ORDER[query.level];
+  // Counting needs no join the conditions do not use (every series has its study, every instance its series).
+  const usesStudy = /\bst\./.test(where);
+  const usesSeries = usesStudy || /\bse\./.test(where);
+  const countFrom =
+    query.level === "study" || usesStudy
+      ? FROM[query.level]
+      : query.level === "series"
+        ? "series se"
+        : usesSeries
+          ? "instances i JOIN series se ON se.pk = i.series_pk"
+          : "instances i";
   return {
     sql: `SELECT ${keys} FROM ${from} ${where} ORDER BY ${order} LIMIT ? OFFSET ?`,
-    countSql: `SELECT count(*) AS n FROM ${from} ${where}`,
+    countSql: `SELECT count(*) AS n FROM ${countFrom} ${where}`,
     params: b.params,
+    parsesJson: b.parsesJson,
+    budget: b.budget,
     release: () => b.release(),
   };
 }
@@ -674,18 +756,47 @@ interface KeyRow {
 
 const ONLINE: DicomJsonAttribute = { vr: "CS", Value: ["ONLINE"] };
 
+/**
+ * After a full page, how long a search whose rows are matched in JavaScript may go on counting the
+ * rest for the Warning; past it the result says more exist without saying how many.
+ */
+export const COUNT_BUDGET_MS = 10;
+
 export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
   ensureFunctions(db);
-  const { sql, countSql, params, release } = searchSql(query);
+  const { sql, countSql, params, parsesJson, budget, release } = searchSql(query);
   try {
     const limit = Math.max(0, Math.floor(query.limit));
     const offset = Math.max(0, Math.floor(query.offset));
-    const rows = prepare(db, sql).all(...params, limit + 1, offset) as KeyRow[];
-    let remaining = 0;
-    if (rows.length > limit) {
-      rows.length = limit;
-      const total = (prepare(db, countSql).get(...params) as { n: number }).n;
-      remaining = Math.max(1, total - offset - limit);
+    let rows: KeyRow[];
+    let remaining: number | undefined = 0;
+    if (!parsesJson) {
+      // SQL only: one more row says whether more exist; then an exact COUNT on indexes.
+      rows = prepare(db, sql).all(...params, limit + 1, offset) as KeyRow[];
+      if (rows.length > limit) {
+        rows.length = limit;
+        const total = (prepare(db, countSql).get(...params) as { n: number }).n;
+        remaining = Math.max(1, total - offset - limit);
+      }
+    } else {
+      // Rows matched in JavaScript: one pass gives the page and, within a time budget, the count of the rest.
+      rows = [];
+      let extra = 0;
+      try {
+        for (const row of prepare(db, sql).iterate(...params, -1, offset) as IterableIterator<KeyRow>) {
+          if (rows.length < limit) {
+            rows.push(row);
+            continue;
+          }
+          if (extra === 0) budget.deadline = performance.now() + COUNT_BUDGET_MS;
+          extra++;
+          checkBudget(budget);
+        }
+      } catch (err) {
+        if (!(err instanceof BudgetSpent)) throw err;
+        remaining = undefined;
+      }
+      if (remaining !== undefined) remaining = extra;
     }
     const plan = planFor(query);
     const unique = (values: Array<number | undefined>): number[] => [...new Set(values.filter((v): v is number => v !== undefined))];
@@ -707,7 +818,7 @@ export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
       };
       return sortDataset(withoutBulkData(merged));
     });
-    return { matches, remaining, truncated: remaining > 0 };
+    return { matches, remaining, truncated: remaining === undefined || remaining > 0 };
   } finally {
     release();
   }
