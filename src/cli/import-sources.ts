@@ -3,8 +3,8 @@
  * streamed one by one from the zip (never extracted, never held whole in memory; ZIP64 works).
  * Also decides whether an item is DICOM from its first bytes.
  */
-import { createReadStream, type Stats } from "node:fs";
-import { open, readdir, stat } from "node:fs/promises";
+import { createReadStream, read, type Stats } from "node:fs";
+import { type FileHandle, open, readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Readable } from "node:stream";
 import yauzl from "yauzl";
@@ -96,11 +96,52 @@ export async function readHead(stream: Readable, n: number): Promise<Buffer> {
   return Buffer.concat(chunks).subarray(0, n);
 }
 
+/**
+ * yauzl's reader for a zip on disk, with Node's own file streams. yauzl's built-in one (its vendored
+ * fd-slicer, yauzl 3.4) crashes the process when an entry's stream is destroyed while a read of
+ * it waits in its queue (`Cannot read properties of null (reading 'fd')`), which happens whenever
+ * an import stops reading an entry early: after its first bytes, or when ingest refuses it.
+ * Each entry stream opens the file itself: a Node file stream closes its descriptor when
+ * destroyed, whatever autoClose says, so it cannot share the zip's.
+ */
+class ZipFileReader extends yauzl.RandomAccessReader {
+  constructor(
+    private readonly path: string,
+    private readonly handle: FileHandle,
+  ) {
+    super();
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    return createReadStream(this.path, { start, end: end - 1 });
+  }
+
+  override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null) => void): void {
+    // yauzl reads the byte count from the callback's second argument to detect a short read.
+    read(this.handle.fd, buffer, offset, length, position, callback as (err: Error | null, bytesRead: number) => void);
+  }
+
+  override close(callback: (err: Error | null) => void): void {
+    this.handle.close().then(() => callback(null), callback);
+  }
+}
+
+async function openZip(path: string): Promise<yauzl.ZipFile> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    return await yauzl.fromRandomAccessReaderPromise(new ZipFileReader(path, handle), size, { lazyEntries: true, autoClose: false });
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
 /** A zip's entries as items. The zip stays open until its last item is released. */
 async function* zipSources(path: string): AsyncGenerator<Source> {
   let zip: yauzl.ZipFile;
   try {
-    zip = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false });
+    zip = await openZip(path);
   } catch (err) {
     yield { kind: "failed", name: path, reason: `cannot read the zip: ${describe(err)}` };
     return;

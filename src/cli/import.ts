@@ -254,16 +254,19 @@ async function importStow(
         bytes += item.size;
       }
       if (batch.length === 0) return;
+      // Bytes count as they are sent; then each file counts its size once, whether sent once, twice or not at all.
       let sent = 0;
+      let sending = true;
       const outcomes = await sendBatch(batch, {
         url,
         onBytes: (n) => {
+          if (!sending) return;
           sent += n;
           tally.bytesDone += n;
           progress.update();
         },
       });
-      // Bytes were counted as sent; a batch sent twice (after an unreadable file) counts once.
+      sending = false;
       tally.bytesDone -= sent;
       batch.forEach((f, i) => feed.finish(f.item, outcomes[i] ?? { kind: "failed", reason: "no outcome" }));
     }

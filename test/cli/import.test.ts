@@ -24,7 +24,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const STUDY_A = "2.25.1001";
 const STUDY_B = "2.25.1002";
 
-function instance(study: string, series: string, sop: string, fill = 1) {
+function instance(study: string, series: string, sop: string, fill = 1, rows = 16) {
   return jsonToDataset({
     "00080016": { vr: "UI", Value: ["1.2.840.10008.5.1.4.1.1.7"] },
     "00080018": { vr: "UI", Value: [sop] },
@@ -33,22 +33,23 @@ function instance(study: string, series: string, sop: string, fill = 1) {
     "0020000E": { vr: "UI", Value: [series] },
     "00280002": { vr: "US", Value: [1] },
     "00280004": { vr: "CS", Value: ["MONOCHROME2"] },
-    "00280010": { vr: "US", Value: [16] },
+    "00280010": { vr: "US", Value: [rows] },
     "00280011": { vr: "US", Value: [16] },
     "00280100": { vr: "US", Value: [8] },
     "00280101": { vr: "US", Value: [8] },
     "00280102": { vr: "US", Value: [7] },
     "00280103": { vr: "US", Value: [0] },
-    "7FE00010": { vr: "OB", InlineBinary: Buffer.alloc(256, fill).toString("base64") },
+    "7FE00010": { vr: "OB", InlineBinary: Buffer.alloc(rows * 16, fill).toString("base64") },
   }).dataset;
 }
 
-const part10 = (study: string, series: string, sop: string, fill = 1): Buffer =>
-  writePart10(instance(study, series, sop, fill), { transferSyntaxUid: TransferSyntaxUids.ExplicitVRLittleEndian });
+const part10 = (study: string, series: string, sop: string, fill = 1, rows = 16): Buffer =>
+  writePart10(instance(study, series, sop, fill, rows), { transferSyntaxUid: TransferSyntaxUids.ExplicitVRLittleEndian });
 
 async function writeZip(path: string, entries: Record<string, Buffer>): Promise<void> {
   const zip = new yazl.ZipFile();
-  for (const [name, bytes] of Object.entries(entries)) zip.addBuffer(bytes, name);
+  // Every other entry stored rather than deflated: both ways of reading an entry are exercised.
+  Object.entries(entries).forEach(([name, bytes], i) => zip.addBuffer(bytes, name, { compress: i % 2 === 0 }));
   zip.end();
   await new Promise<void>((resolve, reject) => {
     const out = createWriteStream(path);
@@ -191,6 +192,25 @@ test("import exits 0 when nothing failed; VOXELGATE_DATA names the default data 
   const archive = await openArchive({ dataDir: data });
   try {
     assert.deepEqual(archive.index.stats(), { studies: 2, series: 2, instances: 3 });
+  } finally {
+    await archive.close();
+  }
+});
+
+test("zip entries larger than the header read, read in parallel, compressed or stored", async () => {
+  // yauzl's own file reader crashed the process here (a destroyed entry stream with a read queued).
+  const zip = join(work, "large.zip");
+  const entries: Record<string, Buffer> = {};
+  for (let i = 0; i < 8; i++) entries[`large/${i}.dcm`] = part10("2.25.3001", "2.25.3002", `2.25.300${i + 3}`, i, 20_000);
+  await writeZip(zip, entries);
+  const data = join(work, "data-large");
+  const r = await runCli(["import", "--data", data, "--parallel", "8", zip]);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.deepEqual(counts(r.stdout), expected({ stored: 8 }));
+  const archive = await openArchive({ dataDir: data });
+  try {
+    assert.deepEqual(archive.index.stats(), { studies: 1, series: 1, instances: 8 });
+    assert.equal(archive.index.instance("2.25.3003")?.fileSize, entries["large/0.dcm"]?.length);
   } finally {
     await archive.close();
   }
