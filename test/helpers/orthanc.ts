@@ -2,13 +2,13 @@
  * A real Orthanc (Debian `orthanc` + `orthanc-dicomweb`) for one test file: free HTTP and DICOM
  * ports, a temporary storage folder and JSON configuration, no authentication, loopback only,
  * the DICOMweb plugin at /dicom-web/. Stopped (and its folder removed) when the test ends, also
- * when it fails, and killed when the test process exits.
+ * when it fails; it cannot outlive the test process (see child.ts).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { spawnTied } from "./child.js";
 
 export const ORTHANC = "/usr/sbin/Orthanc";
 export const ORTHANC_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
@@ -68,23 +68,14 @@ export function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
 async function launch(options: OrthancOptions): Promise<OrthancServer> {
   const dir = mkdtempSync(join(tmpdir(), "voxelgate-orthanc-"));
   const [httpPort, dicomPort] = [await freePort(), await freePort()];
   const configPath = join(dir, "orthanc.json");
+  // A name of its own, so that /system proves this Orthanc answers (not another on a reused port).
+  const name = `voxelgate-test-${basename(dir)}`;
   const config = {
-    Name: "voxelgate-test",
+    Name: name,
     StorageDirectory: join(dir, "storage"),
     IndexDirectory: join(dir, "index"),
     HttpPort: httpPort,
@@ -109,29 +100,17 @@ async function launch(options: OrthancOptions): Promise<OrthancServer> {
   };
   writeFileSync(configPath, JSON.stringify(config, null, 2));
 
-  const child = spawn(ORTHANC, [configPath], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  const { child, stop: stopChild } = spawnTied(ORTHANC, [configPath], { cwd: dir, removeAfter: dir });
   let output = "";
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-64 * 1024);
   };
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        if (!(await waitForExit(child, 5000))) {
-          child.kill("SIGKILL");
-          await waitForExit(child, 5000);
-        }
-      }
-      process.removeListener("exit", killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-    })();
+    stopped ??= stopChild().then(() => rmSync(dir, { recursive: true, force: true }));
     return stopped;
   };
 
@@ -145,8 +124,8 @@ async function launch(options: OrthancOptions): Promise<OrthancServer> {
     try {
       const r = await fetch(new URL("system", url), { signal: AbortSignal.timeout(2000) });
       if (r.ok) {
-        const system = (await r.json()) as { Version?: string };
-        if (system.Version) break;
+        const system = (await r.json()) as { Name?: string };
+        if (system.Name === name) break;
       }
     } catch {
       // not listening yet

@@ -1,14 +1,14 @@
 /**
  * Our real server for one test, run as a user runs it: the compiled CLI as a child process
  * (`voxelgate serve --port 0 --data <temporary folder>`), its URL read from what it prints.
- * Stopped (and its folder removed) when the test ends, also when it fails, and killed when the
- * test process exits.
+ * Stopped (and its folder removed) when the test ends, also when it fails; it cannot outlive the
+ * test process (see child.ts).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnTied } from "./child.js";
 import type { Cleanup } from "./orthanc.js";
 
 export const CLI = new URL("../../src/cli/main.js", import.meta.url).pathname;
@@ -53,41 +53,22 @@ export function multipartRelated(parts: Buffer[], type = "application/dicom"): {
   return { body: Buffer.concat(chunks), contentType: `multipart/related; type="${type}"; boundary=${boundary}` };
 }
 
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
 /** Starts `voxelgate serve` on a free port with an empty data folder; registers its stop with `cleanup.after`. */
 export async function startVoxelgate(cleanup: Cleanup, options: VoxelgateOptions = {}): Promise<VoxelgateServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-data-"));
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--data", dataDir, ...(options.args ?? [])], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
-  });
+  const { child, stop: stopChild } = spawnTied(
+    process.execPath,
+    [CLI, "serve", "--port", "0", "--data", dataDir, ...(options.args ?? [])],
+    {
+      env: { ...process.env, ...options.env },
+      removeAfter: dataDir,
+    },
+  );
   let output = "";
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        if (!(await waitForExit(child, 5000))) {
-          child.kill("SIGKILL");
-          await waitForExit(child, 5000);
-        }
-      }
-      process.removeListener("exit", killOnExit);
-      rmSync(dataDir, { recursive: true, force: true });
-    })();
+    stopped ??= stopChild().then(() => rmSync(dataDir, { recursive: true, force: true }));
     return stopped;
   };
   cleanup.after(() => stop());
