@@ -245,6 +245,9 @@ export const HEAD_BYTES = 64 * 1024;
 
 const MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10";
 
+/** A file named DICOMDIR is passed over without being read. */
+export const isDicomdirName = (baseName: string): boolean => baseName.toUpperCase() === "DICOMDIR";
+
 export type Classification = { kind: "dicom"; sopUid?: string } | { kind: "dicomdir" } | { kind: "not-dicom" };
 
 /**
@@ -254,7 +257,7 @@ export type Classification = { kind: "dicom"; sopUid?: string } | { kind: "dicom
  * archive then says what is wrong with it.
  */
 export function classify(baseName: string, head: Buffer): Classification {
-  if (baseName.toUpperCase() === "DICOMDIR") return { kind: "dicomdir" };
+  if (isDicomdirName(baseName)) return { kind: "dicomdir" };
   const marked = (head.length >= 132 && head.toString("latin1", 128, 132) === "DICM") || head.toString("latin1", 0, 4) === "DICM";
   const read = readDicom(head, { untilTag: Tags.PixelData });
   if (firstString(read.meta, Tags.MediaStorageSOPClassUID) === MEDIA_STORAGE_DIRECTORY) return { kind: "dicomdir" };

@@ -7,7 +7,16 @@ import cliProgress from "cli-progress";
 import type { Archive } from "../store/archive.js";
 import { openArchive } from "../store/file-archive.js";
 import { FailureReason, type IngestResult } from "../store/ingest-result.js";
-import { classify, countSources, HEAD_BYTES, type ImportItem, type SkipReason, type Source, walkSources } from "./import-sources.js";
+import {
+  classify,
+  countSources,
+  HEAD_BYTES,
+  isDicomdirName,
+  type ImportItem,
+  type SkipReason,
+  type Source,
+  walkSources,
+} from "./import-sources.js";
 import { type BatchFile, type Outcome, sendBatch } from "./import-stow.js";
 
 export interface ImportOptions {
@@ -175,7 +184,7 @@ class Feed {
   async classify(item: ImportItem): Promise<BatchFile | undefined> {
     let head: Buffer;
     try {
-      head = item.baseName.toUpperCase() === "DICOMDIR" ? Buffer.alloc(0) : await item.head(HEAD_BYTES);
+      head = isDicomdirName(item.baseName) ? Buffer.alloc(0) : await item.head(HEAD_BYTES);
     } catch (err) {
       this.finish(item, { kind: "failed", reason: `cannot read the file: ${(err as Error).message}` });
       return undefined;
