@@ -40,6 +40,39 @@ CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
 -- covering for QIDO ModalitiesInStudy / Modality checks per study (no lookup of the wide series row)
 CREATE INDEX IF NOT EXISTS series_study_modality ON series(study_pk, modality);
 
+-- Items of Request Attributes Sequence (0040,0275), whose Scheduled Procedure Step ID and
+-- Requested Procedure ID are required QIDO-RS series matching keys (PS3.18 Table 10.6.1-5): one
+-- row per item, kept from series.attributes by triggers, so sequence matching is an index lookup
+-- instead of a scan of every series' JSON.
+CREATE TABLE IF NOT EXISTS series_request_keys (
+  series_pk INTEGER NOT NULL REFERENCES series(pk) ON DELETE CASCADE,
+  item INTEGER NOT NULL,
+  scheduled_procedure_step_id TEXT,
+  requested_procedure_id TEXT
+);
+CREATE INDEX IF NOT EXISTS series_request_keys_series ON series_request_keys(series_pk);
+CREATE INDEX IF NOT EXISTS series_request_keys_sps ON series_request_keys(scheduled_procedure_step_id);
+CREATE INDEX IF NOT EXISTS series_request_keys_rp ON series_request_keys(requested_procedure_id);
+CREATE TRIGGER IF NOT EXISTS series_request_keys_insert AFTER INSERT ON series BEGIN
+  INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, requested_procedure_id)
+  SELECT NEW.pk, j.key, json_extract(j.value, '$."00400009".Value[0]'), json_extract(j.value, '$."00401001".Value[0]')
+  FROM json_each(NEW.attributes, '$."00400275".Value') j;
+END;
+CREATE TRIGGER IF NOT EXISTS series_request_keys_update AFTER UPDATE OF attributes ON series BEGIN
+  DELETE FROM series_request_keys WHERE series_pk = NEW.pk;
+  INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, requested_procedure_id)
+  SELECT NEW.pk, j.key, json_extract(j.value, '$."00400009".Value[0]'), json_extract(j.value, '$."00401001".Value[0]')
+  FROM json_each(NEW.attributes, '$."00400275".Value') j;
+END;
+
+-- One-time fill for series stored before series_request_keys existed.
+CREATE TABLE IF NOT EXISTS schema_backfills (name TEXT PRIMARY KEY);
+INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, requested_procedure_id)
+  SELECT s.pk, j.key, json_extract(j.value, '$."00400009".Value[0]'), json_extract(j.value, '$."00401001".Value[0]')
+  FROM series s, json_each(s.attributes, '$."00400275".Value') j
+  WHERE NOT EXISTS (SELECT 1 FROM schema_backfills WHERE name = 'series_request_keys');
+INSERT OR IGNORE INTO schema_backfills (name) VALUES ('series_request_keys');
+
 CREATE TABLE IF NOT EXISTS instances (
   pk INTEGER PRIMARY KEY,
   series_pk INTEGER NOT NULL REFERENCES series(pk) ON DELETE CASCADE,
