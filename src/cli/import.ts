@@ -170,12 +170,13 @@ class Feed {
       if (r.done) return undefined;
       const source = r.value;
       if (source.kind === "item") return source.item;
-      if (source.kind === "failed") this.tally.outcome(source.name, { kind: "failed", reason: source.reason });
-      else {
+      if (source.kind === "failed") {
+        this.tally.outcome(source.name, { kind: "failed", reason: source.reason });
+        this.done(0);
+      } else {
         this.tally.skip(source.why);
-        this.tally.bytesDone += source.size;
+        this.done(source.size);
       }
-      this.done();
     }
     return undefined;
   }
@@ -192,22 +193,21 @@ class Feed {
     const kind = classify(item.baseName, head);
     if (kind.kind === "dicom") return { item, sopUid: kind.sopUid };
     this.tally.skip(kind.kind);
-    this.tally.bytesDone += item.size;
     item.release();
-    this.done();
+    this.done(item.size);
     return undefined;
   }
 
   /** Records what became of an item. */
   finish(item: ImportItem, outcome: Outcome): void {
     this.tally.outcome(item.name, outcome);
-    this.tally.bytesDone += item.size;
     item.release();
-    this.done();
+    this.done(item.size);
   }
 
-  private done(): void {
+  private done(bytes: number): void {
     this.tally.filesDone++;
+    this.tally.bytesDone += bytes;
     this.progress.update();
   }
 
