@@ -262,6 +262,20 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
       sql.push(`${alias}.pk IN (SELECT x.study_pk FROM instances x WHERE ${m ?? "0"})`);
       continue;
     }
+    if (level === "series" && c.tag === REQUEST_ATTRIBUTES_SEQUENCE && c.matcher.kind === "sequence") {
+      const keys = requestKeyClauses(c.matcher.items, params);
+      // A UID-like exact value finds its few series through the index; a pattern is checked per
+      // series (the key table is thin: no wide series row is read for a series that fails).
+      if (keys.sql.length > 0) {
+        sql.push(
+          drives(c)
+            ? `${alias}.pk IN (SELECT r.series_pk FROM series_request_keys r WHERE ${keys.sql.join(" AND ")})`
+            : `EXISTS (SELECT 1 FROM series_request_keys r WHERE r.series_pk = ${alias}.pk AND ${keys.sql.join(" AND ")})`,
+        );
+      }
+      if (keys.exact) continue;
+      // Other item keys: the index narrowed the rows, JavaScript decides.
+    }
     const column = COLUMNS[c.tag];
     if (column && column.level === level) {
       // `+` keeps SQLite from driving a correlated subquery by this column's index (the link is better).
@@ -291,6 +305,30 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
     }
   }
   return sql;
+}
+
+const REQUEST_ATTRIBUTES_SEQUENCE = "00400275";
+const REQUEST_KEY_COLUMNS: Readonly<Record<string, string>> = {
+  "00400009": "r.scheduled_procedure_step_id",
+  "00401001": "r.requested_procedure_id",
+};
+
+/**
+ * SQL on series_request_keys (one row per Request Attributes Sequence item) for the item keys it
+ * holds; exact when every item key is one of them (one row = one item: same semantics as
+ * sequence matching), else a necessary condition only.
+ */
+function requestKeyClauses(items: Condition[], params: unknown[]): { sql: string[]; exact: boolean } {
+  const sql: string[] = [];
+  let exact = true;
+  for (const item of items) {
+    if (item.matcher.kind === "universal") continue;
+    const column = REQUEST_KEY_COLUMNS[item.tag];
+    const clause = column === undefined ? undefined : columnSql(column, "text", item.matcher, params);
+    if (clause === undefined) exact = false;
+    else sql.push(clause);
+  }
+  return { sql, exact };
 }
 
 const TEXT_LITERAL_VRS = new Set(["AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT"]);
@@ -323,6 +361,17 @@ function requiredLiteral(c: Condition): string | undefined {
  * their few series stops as soon as a page is full.
  */
 const DRIVING_TAGS = new Set(["0020000E", "00080018"]);
+
+/** True when the condition can start a search from its own table's index (a UID, a request key). */
+function drives(c: Condition): boolean {
+  if (DRIVING_TAGS.has(c.tag)) return c.matcher.kind === "single" || c.matcher.kind === "any";
+  if (c.tag === REQUEST_ATTRIBUTES_SEQUENCE && c.matcher.kind === "sequence") {
+    return c.matcher.items.some(
+      (i) => REQUEST_KEY_COLUMNS[i.tag] !== undefined && (i.matcher.kind === "single" || i.matcher.kind === "any"),
+    );
+  }
+  return false;
+}
 
 /** Joins where SQLite picks the order (a scope or a selective key of the lower table drives). */
 const FROM: Readonly<Record<Level, string>> = {
@@ -392,9 +441,7 @@ function buildWhere(query: SearchQuery, b: SqlBuilder): void {
       const table = level === "series" ? "series" : "instances";
       const parent = query.level === "study" ? "st" : "se";
       const linkColumn = query.level === "study" ? "study_pk" : "series_pk";
-      const driven = conditions.some(
-        (c) => DRIVING_TAGS.has(c.tag) && COLUMNS[c.tag]?.level === level && ["single", "any", "wildcard"].includes(c.matcher.kind),
-      );
+      const driven = conditions.some(drives);
       const params: unknown[] = [];
       const clauses = levelClauses(a, level, conditions, b, params, !driven);
       const isJs = (c: string): boolean => /vg_(json|meta)\(/.test(c);
@@ -470,9 +517,7 @@ export function searchSql(query: SearchQuery): SearchSql {
     (query.level === "instance" && (query.studyUid !== undefined || query.seriesUid !== undefined));
   const order = scoped && query.level !== "study" ? SCOPED_ORDER[query.level] : ORDER[query.level];
   const depth = LEVEL_DEPTH[query.level];
-  const lowerDriven = query.conditions.some(
-    (c) => DRIVING_TAGS.has(c.tag) && LEVEL_DEPTH[c.level] >= 1 && LEVEL_DEPTH[c.level] <= depth && c.matcher.kind !== "universal",
-  );
+  const lowerDriven = query.conditions.some((c) => LEVEL_DEPTH[c.level] >= 1 && LEVEL_DEPTH[c.level] <= depth && drives(c));
   const from = scoped || lowerDriven ? FROM[query.level] : FROM_STUDY_ORDER[query.level];
   // Counting needs no join the conditions do not use (every series has its study, every instance its series).
   const usesStudy = /\bst\./.test(where);
