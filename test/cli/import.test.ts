@@ -95,9 +95,9 @@ interface Run {
   stderr: string;
 }
 
-function runCli(args: string[]): Promise<Run> {
+function runCli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -174,18 +174,7 @@ test("import into a data folder: files, nested folders and zip entries stored; t
 
 test("import exits 0 when nothing failed; VOXELGATE_DATA names the default data folder", async () => {
   const data = join(work, "data-clean");
-  const r = await new Promise<Run>((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, "import", join(input, "a.dcm"), join(input, "README.txt"), zipPath], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, VOXELGATE_DATA: data },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  const r = await runCli(["import", join(input, "a.dcm"), join(input, "README.txt"), zipPath], { VOXELGATE_DATA: data });
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   assert.deepEqual(counts(r.stdout), expected({ stored: 3, "skipped (not DICOM)": 2, "skipped (zip inside a zip)": 1 }));
   assert.doesNotMatch(r.stdout, /Failures:/);
