@@ -485,7 +485,7 @@ export function finishResult(result: SearchResult, level: Level, base: string): 
 
 /**
  * The Warning header value when results were cut: PS3.18 §8.3.4.4.1 (current editions) with the
- * number left; when it was not counted (see COUNT_BUDGET_MS), the wording of earlier editions,
+ * number left; when it was not counted (see SEARCH_TUNING in sqlite-search.ts), the wording of earlier editions,
  * which has no number.
  */
 export function remainingWarning(agent: string, remaining: number | undefined): string {

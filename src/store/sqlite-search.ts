@@ -123,6 +123,9 @@ const registry = new Map<number, Registered>();
 let nextId = 1;
 const withFunctions = new WeakSet<Db>();
 
+/** Conditions registered by searches still running (0 between searches): for tests. */
+export const registeredConditionCount = (): number => registry.size;
+
 const registered = (id: number): Registered => {
   const r = registry.get(id);
   if (!r) throw new Error(`search condition ${id} is not registered`);
@@ -139,6 +142,10 @@ function ensureFunctions(db: Db): void {
     const c = r.conditions[0];
     if (!c || value === null || value === undefined || value === "") return 0;
     return matchValue(value as JsonValue, c.vr ?? "", c.matcher, r.fuzzy) ? 1 : 0;
+  });
+  db.function("vg_tick", { deterministic: false }, (id: unknown) => {
+    checkBudget(registered(Number(id)).budget);
+    return 1;
   });
   db.function("vg_json", { deterministic: false }, (text: unknown, id: unknown) => {
     const r = registered(Number(id));
@@ -497,6 +504,9 @@ export interface SearchSql {
   sql: string;
   /** Number of matches (joins only the tables the conditions use). */
   countSql: string;
+  /** countSql that throws BudgetSpent past the budget's deadline; parameters: ...params, tickId. */
+  tickingCountSql: string;
+  tickId: number;
   params: unknown[];
   /** True when rows are matched in JavaScript (a JSON document parsed per candidate row). */
   parsesJson: boolean;
@@ -530,9 +540,12 @@ export function searchSql(query: SearchQuery): SearchSql {
         : usesSeries
           ? "instances i JOIN series se ON se.pk = i.series_pk"
           : "instances i";
+  const tickId = b.register([]);
   return {
     sql: `SELECT ${keys} FROM ${from} ${where} ORDER BY ${order} LIMIT ? OFFSET ?`,
     countSql: `SELECT count(*) AS n FROM ${countFrom} ${where}`,
+    tickingCountSql: `SELECT count(*) AS n FROM ${countFrom} ${where ? `${where} AND` : "WHERE"} vg_tick(?)`,
+    tickId,
     params: b.params,
     parsesJson: b.parsesJson,
     budget: b.budget,
@@ -801,15 +814,34 @@ interface KeyRow {
 
 const ONLINE: DicomJsonAttribute = { vr: "CS", Value: ["ONLINE"] };
 
+const countPlans = new WeakMap<Db, Map<string, boolean>>();
+
+/** True when the count's query plan touches indexes only (no wide study/series/instance row is read). */
+function countReadsOnlyIndexes(db: Db, countSql: string, params: unknown[]): boolean {
+  let plans = countPlans.get(db);
+  if (!plans) {
+    plans = new Map();
+    countPlans.set(db, plans);
+  }
+  let cheap = plans.get(countSql);
+  if (cheap === undefined) {
+    const lines = (prepare(db, `EXPLAIN QUERY PLAN ${countSql}`).all(...params) as Array<{ detail: string }>).map((l) => l.detail);
+    cheap = lines.every((l) => !/^(SCAN|SEARCH) (st|se|i|s2|i2|x|studies|series|instances)\b/.test(l) || l.includes("COVERING INDEX"));
+    if (plans.size >= 256) plans.clear();
+    plans.set(countSql, cheap);
+  }
+  return cheap;
+}
+
 /**
- * After a full page, how long a search whose rows are matched in JavaScript may go on counting the
- * rest for the Warning; past it the result says more exist without saying how many.
+ * After a full page, how long counting the rest for the Warning may take when it has to read
+ * table rows or parse JSON; past it the result says more exist without saying how many.
  */
-export const COUNT_BUDGET_MS = 10;
+export const SEARCH_TUNING = { countBudgetMs: 10 };
 
 export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
   ensureFunctions(db);
-  const { sql, countSql, params, parsesJson, budget, release } = searchSql(query);
+  const { sql, countSql, tickingCountSql, tickId, params, parsesJson, budget, release } = searchSql(query);
   try {
     const limit = Math.max(0, Math.floor(query.limit));
     const offset = Math.max(0, Math.floor(query.offset));
@@ -820,8 +852,19 @@ export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
       rows = prepare(db, sql).all(...params, limit + 1, offset) as KeyRow[];
       if (rows.length > limit) {
         rows.length = limit;
-        const total = (prepare(db, countSql).get(...params) as { n: number }).n;
-        remaining = Math.max(1, total - offset - limit);
+        let total: number | undefined;
+        if (countReadsOnlyIndexes(db, countSql, params)) {
+          total = (prepare(db, countSql).get(...params) as { n: number }).n;
+        } else {
+          // The count reads table rows: give it the budget (vg_tick stops it when spent).
+          budget.deadline = performance.now() + SEARCH_TUNING.countBudgetMs;
+          try {
+            total = (prepare(db, tickingCountSql).get(...params, tickId) as { n: number }).n;
+          } catch (err) {
+            if (!(err instanceof BudgetSpent)) throw err;
+          }
+        }
+        remaining = total === undefined ? undefined : Math.max(1, total - offset - limit);
       }
     } else {
       // Rows matched in JavaScript: one pass gives the page and, within a time budget, the count of the rest.
@@ -833,7 +876,7 @@ export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
             rows.push(row);
             continue;
           }
-          if (extra === 0) budget.deadline = performance.now() + COUNT_BUDGET_MS;
+          if (extra === 0) budget.deadline = performance.now() + SEARCH_TUNING.countBudgetMs;
           extra++;
           checkBudget(budget);
         }

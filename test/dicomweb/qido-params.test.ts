@@ -10,6 +10,7 @@ import type { FastifyInstance } from "fastify";
 import type { DicomJsonDataset } from "../../src/dicom/index.js";
 import { parseQidoQuery, QidoError } from "../../src/dicomweb/qido.js";
 import { negotiateQido } from "../../src/http/qido-routes.js";
+import { SEARCH_TUNING } from "../../src/store/sqlite-search.js";
 import { PYTHON } from "../helpers/tools.js";
 import { type Fixture, openFixture, qidoApp, UID } from "./qido-fixtures.js";
 
@@ -164,6 +165,21 @@ describe("limit, offset and the Warning header", () => {
       assert.equal(smaller.headers.warning, undefined);
     } finally {
       await small.close();
+    }
+  });
+
+  test("when the rest was not counted, the Warning says so without a number", async () => {
+    const saved = SEARCH_TUNING.countBudgetMs;
+    SEARCH_TUNING.countBudgetMs = -1;
+    try {
+      const r = await get("/instances?ImageType=DERIVED&limit=1");
+      assert.equal(r.json.length, 1);
+      assert.equal(
+        warningOf(r.headers),
+        '299 pacs.example.org:8042 "The number of results exceeded the maximum supported by the server. Additional results can be requested."',
+      );
+    } finally {
+      SEARCH_TUNING.countBudgetMs = saved;
     }
   });
 
