@@ -107,9 +107,12 @@ class FileArchive implements Archive {
         const ids = { studyUid: r.studyUid, seriesUid: r.seriesUid, sopUid: r.sopUid, sopClassUid: r.sopClassUid };
         switch (outcome.status) {
           case "stored":
+            kept.add(r.blobKey);
+            results[c.index] = { ok: true, status: "stored", ...ids, warnings: [] };
+            break;
           case "identical":
             kept.add(r.blobKey);
-            results[c.index] = { ok: true, status: outcome.status, ...ids, warnings: [] };
+            results[c.index] = { ok: true, status: "identical", ...ids, warnings: ["already stored with identical content"] };
             break;
           case "overwritten":
             kept.add(r.blobKey);
