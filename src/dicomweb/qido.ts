@@ -350,16 +350,28 @@ function toCondition(node: Node, level: Level, options: ValueOptions): Condition
   return { tag, name: node.name, vr, level, matcher };
 }
 
+export interface QidoOptions {
+  /** Most results a response holds (limit is capped to it). Default 1000. */
+  maxResults?: number;
+  /**
+   * A parameter that is neither a QIDO-RS parameter nor an attribute (a misspelt keyword, an
+   * unknown tag): "reject" answers 400 naming it (the default: a typo must not silently widen a
+   * search); "ignore" drops it with a Warning, as PS3.18 §8.3 describes for unsupported
+   * parameters ("The origin server shall ignore any unsupported Query Parameters ... and may
+   * return a response containing appropriate warning").
+   */
+  unknownParameters?: "reject" | "ignore";
+}
+
+/** Errors of an attribute parameter's name (as opposed to its value). */
+const NAME_ERRORS = new Set(["unknown query parameter", "unknown attribute"]);
+
 /**
  * Parses the query parameters of a search. `params` are the decoded pairs in request order
  * (a repeated parameter appears several times). Throws QidoError (400) on anything invalid.
  */
-export function parseQidoQuery(
-  level: string,
-  scope: QidoScope,
-  params: Iterable<[string, string]>,
-  maxResults = DEFAULT_MAX_RESULTS,
-): ParsedQido {
+export function parseQidoQuery(level: string, scope: QidoScope, params: Iterable<[string, string]>, options: QidoOptions = {}): ParsedQido {
+  const maxResults = options.maxResults ?? DEFAULT_MAX_RESULTS;
   if (!LEVELS.includes(level as Level)) throw bad("unknown level", `"${level}" is not a search level; use studies, series or instances`);
   const searchLevel = level as Level;
   for (const [name, uid] of [
@@ -403,7 +415,14 @@ export function parseQidoQuery(
   const roots = new Map<string, Node>();
   const seen = new Set<string>();
   for (const [name, rawValue] of attributes) {
-    const path = parseAttributePath(name);
+    let path: PathElement[];
+    try {
+      path = parseAttributePath(name);
+    } catch (err) {
+      if (options.unknownParameters !== "ignore" || !(err instanceof QidoError) || !NAME_ERRORS.has(err.error)) throw err;
+      warnings.push(`The query parameter ${name} is not supported and was ignored (${err.detail}).`);
+      continue;
+    }
     const canonical = path.map((e) => e.tag).join(".");
     if (seen.has(canonical))
       throw bad(
@@ -427,8 +446,8 @@ export function parseQidoQuery(
     });
     (node as Node).value = rawValue.trim();
   }
-  const options = { multiple };
-  const conditions = [...roots.values()].map((node) => toCondition(node, tagLevel(node.element.tag) ?? searchLevel, options));
+  const valueOptions = { multiple };
+  const conditions = [...roots.values()].map((node) => toCondition(node, tagLevel(node.element.tag) ?? searchLevel, valueOptions));
 
   let includeAll = false;
   const includeTags = new Set<string>();

@@ -42,6 +42,8 @@ export interface QidoRouteOptions extends RouteContext {
   qidoMaxResults?: number;
   /** Same as qidoMaxResults (either name is read). */
   maxResults?: number;
+  /** What to do with a parameter that is neither a QIDO-RS parameter nor an attribute: see QidoOptions. Default "reject" (400). */
+  qidoUnknownParameters?: "reject" | "ignore";
 }
 
 type Format = { kind: "json"; contentType: string } | { kind: "xml" };
@@ -116,7 +118,10 @@ export async function qidoRoutes(app: FastifyInstance, ctx: QidoRouteOptions): P
       const { study, series } = request.params as { study?: string; series?: string };
       let parsed;
       try {
-        parsed = parseQidoQuery(level, { studyUid: study, seriesUid: series }, params, maxResults);
+        parsed = parseQidoQuery(level, { studyUid: study, seriesUid: series }, params, {
+          maxResults,
+          unknownParameters: ctx.qidoUnknownParameters ?? "reject",
+        });
       } catch (err) {
         if (err instanceof QidoError) return sendError(reply, err.status, err.error, err.detail);
         throw err;

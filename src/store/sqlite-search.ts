@@ -96,6 +96,7 @@ const INSTANCE_AVAILABILITY = "00080056";
 const N_STUDY_SERIES = "00201206";
 const N_STUDY_INSTANCES = "00201208";
 const N_SERIES_INSTANCES = "00201209";
+const TIMEZONE_OFFSET = "00080201";
 
 // ---------------------------------------------------------------------------------------------
 // SQL functions: the JavaScript half of matching
@@ -781,10 +782,13 @@ function readInstances(db: Db, pks: number[], plan: LevelPlan): Map<number, Inst
   const out = new Map<number, InstanceParts>();
   if (pks.length === 0) return out;
   const needMetadata = plan.all || [...plan.tags].some((t) => !SERVER_TAGS.has(t) && !INSTANCE_COLUMN_TAGS.has(t));
-  const sql = `SELECT i.pk, i.sop_uid, i.sop_class_uid, i.instance_number, i.rows, i.columns, i.bits_allocated, i.number_of_frames
-    ${needMetadata ? ", i.metadata" : ""} FROM instances i WHERE i.pk IN (SELECT value FROM json_each(?))`;
+  const sql = `SELECT i.pk, i.sop_uid, i.sop_class_uid, i.instance_number, i.rows, i.columns, i.bits_allocated, i.number_of_frames,
+    i.metadata FROM instances i WHERE i.pk IN (SELECT value FROM json_each(?))`;
   for (const row of prepare(db, sql).all(JSON.stringify(pks)) as InstanceDbRow[]) {
-    const metadata = row.metadata ? (JSON.parse(inflateMetadata(row.metadata)) as DicomJsonDataset) : undefined;
+    // Timezone Offset From UTC is returned "if known" (Table 10.6.3-5): the instance's own JSON is
+    // parsed only when it has one, or when other instance attributes were asked for.
+    const text = row.metadata ? inflateMetadata(row.metadata) : "";
+    const metadata = needMetadata || text.includes(`"${TIMEZONE_OFFSET}"`) ? (JSON.parse(text || "{}") as DicomJsonDataset) : undefined;
     let full: DicomJsonDataset | undefined;
     if (plan.all && metadata) {
       full = {};
@@ -792,6 +796,7 @@ function readInstances(db: Db, pks: number[], plan: LevelPlan): Map<number, Inst
     }
     const own: DicomJsonDataset = {};
     for (const k of INSTANCE_RETURN_KEYS) put(own, k.tag, instanceColumnAttribute(row, k.tag));
+    put(own, TIMEZONE_OFFSET, metadata?.[TIMEZONE_OFFSET]);
     for (const t of plan.tags) {
       if (SERVER_TAGS.has(t)) continue;
       if (INSTANCE_COLUMN_TAGS.has(t)) put(own, t, instanceColumnAttribute(row, t) ?? ({ vr: dictionaryVr(t) } as DicomJsonAttribute));

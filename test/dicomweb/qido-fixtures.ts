@@ -12,8 +12,7 @@ import { join } from "node:path";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { DicomJsonAttribute, DicomJsonDataset, JsonValue } from "../../src/dicom/index.js";
-import type { RouteContext } from "../../src/http/context.js";
-import { qidoRoutes } from "../../src/http/qido-routes.js";
+import { type QidoRouteOptions, qidoRoutes } from "../../src/http/qido-routes.js";
 import type { Archive } from "../../src/store/archive.js";
 import { BASE_URL_TOKEN } from "../../src/store/archive.js";
 import { SqliteIndex } from "../../src/store/sqlite-index.js";
@@ -308,14 +307,18 @@ export function openFixture(records: InstanceRecord[] = INSTANCES.map((s) => rec
 export const BASE = "http://pacs.example.org:8042/dicomweb";
 
 /** A Fastify app with only the QIDO routes, over the index. */
-export async function qidoApp(index: SqliteIndex, options: { maxResults?: number } = {}): Promise<FastifyInstance> {
+export async function qidoApp(
+  index: SqliteIndex,
+  options: { maxResults?: number; unknownParameters?: "reject" | "ignore" } = {},
+): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
-  const ctx: RouteContext & { qidoMaxResults?: number } = {
+  const ctx: QidoRouteOptions = {
     archive: { index } as unknown as Archive,
     dicomwebPrefix: "/dicomweb",
     publicBase: () => BASE,
   };
   if (options.maxResults !== undefined) ctx.qidoMaxResults = options.maxResults;
+  if (options.unknownParameters !== undefined) ctx.qidoUnknownParameters = options.unknownParameters;
   await app.register(qidoRoutes, ctx);
   await app.ready();
   return app;

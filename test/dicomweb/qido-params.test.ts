@@ -201,6 +201,27 @@ describe("400 with a reason a person can act on", () => {
     await rejects("/studies?00080000=1", /group length/);
   });
 
+  test("with unknownParameters: ignore (PS3.18 §8.3), an unknown name is dropped with a Warning; bad values stay 400s", async () => {
+    const lenient = await qidoApp(fixture.index, { unknownParameters: "ignore" });
+    try {
+      const r = await get("/studies?PatientNam=x&foo=bar&PatientID=PID-A", {}, lenient);
+      assert.equal(r.status, 200);
+      assert.deepEqual(
+        r.json.map((m) => m["0020000D"]?.Value?.[0]),
+        [UID.studyA],
+        "the other parameters still apply",
+      );
+      const warnings = ([] as unknown[]).concat(r.headers.warning).map(String);
+      assert.equal(warnings.length, 2);
+      assert.match(warnings[0] ?? "", /^299 pacs\.example\.org:8042 "The query parameter PatientNam is not supported and was ignored/);
+      assert.match(warnings[1] ?? "", /foo is not supported/);
+      assert.equal((await get("/studies?StudyDate=2021-01", {}, lenient)).status, 400, "a supported parameter with an invalid value");
+      assert.equal((await get("/studies?includefield=Nope", {}, lenient)).status, 400);
+    } finally {
+      await lenient.close();
+    }
+  });
+
   test("malformed values", async () => {
     await rejects("/studies?StudyDate=20201301", /StudyDate=20201301.*not a valid DA value.*YYYYMMDD/);
     await rejects("/studies?StudyDate=20200230", /not a valid DA/);

@@ -193,6 +193,8 @@ describe("return keys (PS3.18 Tables 10.6.3-3/4/5)", () => {
     assert.deepEqual(pr["00200013"], { vr: "IS" }, "InstanceNumber returned empty");
 
     const inSeries = (await get(`/studies/${UID.studyA}/series/${UID.seriesA1}/instances`)).json;
+    assert.deepEqual(inSeries[0]?.["00080201"], { vr: "SH", Value: ["+0100"] }, "the instance's Timezone Offset From UTC, when known");
+    assert.equal(pr["00080201"], undefined, "and only then");
     assert.equal(inSeries[0]?.["00100010"], undefined);
     assert.equal(inSeries[0]?.["0008103E"], undefined);
     assert.deepEqual(inSeries[0]?.["0020000E"], { vr: "UI", Value: [UID.seriesA1] });
