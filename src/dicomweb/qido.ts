@@ -15,6 +15,7 @@
  *   emptyvaluematching=true is not supported: answered with a Warning, literal matching is done.
  * - `limit`, `offset`: unsigned integers. limit defaults to, and is capped at, the server maximum.
  * - `accept`, `charset` (PS3.18 §8.3.3): read by the route for content negotiation.
+ * Values are percent-decoded per RFC 3986 (see parseQueryString): "+" is a plus, not a space.
  * Anything else is a 400 naming the parameter, with a suggestion when the case was wrong.
  *
  * Response choices:
@@ -313,6 +314,27 @@ export function parseMatcher(tag: string, vr: string | undefined, value: string,
 // ---------------------------------------------------------------------------------------------
 // Parameters → SearchQuery
 
+/**
+ * The name/value pairs of a URL query string, percent-decoded as RFC 3986 says: "+" stays a plus
+ * (it is not a space outside HTML forms), so `accept=application/dicom+json` and a DT offset
+ * `+0100` arrive intact. Malformed percent-encoding is a 400.
+ */
+export function parseQueryString(query: string): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  for (const part of query.split("&")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const rawName = eq < 0 ? part : part.slice(0, eq);
+    const rawValue = eq < 0 ? "" : part.slice(eq + 1);
+    try {
+      pairs.push([decodeURIComponent(rawName), decodeURIComponent(rawValue)]);
+    } catch {
+      throw bad("malformed query", `"${part}" is not valid percent-encoding (RFC 3986 §2.1); write a % sign as %25`);
+    }
+  }
+  return pairs;
+}
+
 const flag = (name: string, value: string): boolean => {
   if (value === "true") return true;
   if (value === "false") return false;
@@ -393,6 +415,8 @@ export function parseQidoQuery(level: string, scope: QidoScope, params: Iterable
       includes.push(...value.split(",").map((v) => v.trim()));
       continue;
     }
+    // Content negotiation (PS3.18 §8.3.3): the route reads these; they may be repeated.
+    if (name === "accept" || name === "charset") continue;
     if (RESERVED.has(name)) {
       if (once.has(name)) throw bad("repeated parameter", `${name} is given more than once`);
       once.set(name, value.trim());

@@ -27,6 +27,7 @@ import {
   DEFAULT_MAX_RESULTS,
   finishResult,
   parseQidoQuery,
+  parseQueryString,
   QidoError,
   remainingWarning,
   warningHeader,
@@ -102,7 +103,13 @@ export async function qidoRoutes(app: FastifyInstance, ctx: QidoRouteOptions): P
   for (const [path, level] of SEARCHES) {
     app.get(`${prefix}${path}`, async (request, reply) => {
       const q = request.url.indexOf("?");
-      const params = [...new URLSearchParams(q >= 0 ? request.url.slice(q + 1) : "")];
+      let params: Array<[string, string]>;
+      try {
+        params = parseQueryString(q >= 0 ? request.url.slice(q + 1) : "");
+      } catch (err) {
+        if (err instanceof QidoError) return sendError(reply, err.status, err.error, err.detail);
+        throw err;
+      }
       const acceptParam = params.filter(([name]) => name === "accept").map(([, value]) => value);
       const charsetParam = params.find(([name]) => name === "charset")?.[1];
       const accept = acceptParam.length > 0 ? acceptParam.join(",") : request.headers.accept;

@@ -339,6 +339,26 @@ describe("media types", () => {
     }
   });
 
+  test("query values are percent-decoded per RFC 3986: + is a plus", async () => {
+    const r = await get(`/studies?accept=application/dicom+json&limit=1`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers["content-type"], "application/dicom+json");
+    const tz = await get(`/studies?TimezoneOffsetFromUTC=+0100`);
+    assert.deepEqual(
+      tz.json.map((m) => m["0020000D"]?.Value?.[0]),
+      [UID.studyA],
+    );
+    const bad = await get("/studies?PatientID=%E0%A4%A");
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /percent-encoding/);
+  });
+
+  test("the accept query parameter may be repeated", async () => {
+    const r = await get(`/studies?accept=image/png&accept=application/dicom%2Bjson&limit=1`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers["content-type"], "application/dicom+json");
+  });
+
   test("the accept query parameter overrides the Accept header", async () => {
     const r = await get(`/studies?accept=${encodeURIComponent('multipart/related; type="application/dicom+xml"')}&limit=1`, {
       accept: "application/json",
