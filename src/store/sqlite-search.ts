@@ -2,25 +2,35 @@
  * QIDO-RS search over the SQLite schema (sqlite-schema.ts).
  *
  * How a query runs:
- * 1. Conditions on indexed key columns become SQL (`=`, `IN`, `GLOB` for wildcards: GLOB is
+ * 1. Conditions on key columns become SQL (`=`, `IN`, `GLOB` for wildcards: GLOB is
  *    case-sensitive, unlike LIKE, and uses the index for a literal prefix; date ranges as string
- *    comparisons). Everything else is evaluated by the same JavaScript rules as query.ts through
- *    SQL functions registered on the connection: `vg_col` (a key column whose matching SQL cannot
- *    express exactly: PN, TM), `vg_json` (the `attributes` JSON of a study or series) and
- *    `vg_meta` (an instance's metadata chunk, inflated). They are written last in the WHERE clause,
- *    so they only see rows the indexed terms let through, and LIMIT/OFFSET/COUNT apply after them:
- *    paging is exact whatever is filtered in JavaScript.
+ *    comparisons). Request Attributes Sequence item keys use the series_request_keys table.
+ *    Everything else is evaluated by the same JavaScript rules as query.ts through SQL functions
+ *    registered on the connection: `vg_col` (a key column whose matching SQL cannot express
+ *    exactly: PN, TM), `vg_json` (the `attributes` JSON of a study or series, after an `instr()`
+ *    prefilter on a literal the value must contain) and `vg_meta` (an instance's metadata chunk,
+ *    inflated). They come last in the WHERE clause, so they only see rows the indexed terms let
+ *    through, and LIMIT/OFFSET/COUNT apply after them: paging is exact whatever is matched in
+ *    JavaScript.
  * 2. A condition on an attribute below the query level (e.g. BodyPartExamined on /studies) is
- *    relational: `EXISTS` over the series or instances of the candidate.
- * 3. The page is read as primary keys (LIMIT n+1 tells whether more exist; only then a COUNT for
- *    the Warning), then the attributes to return are read for those rows only: stored values via
- *    json_extract of the wanted tags, counts and ModalitiesInStudy by correlated subqueries on
- *    indexed columns.
+ *    relational: the candidate matches when one of its series (instances) matches every condition
+ *    of that level; `IN (...)` through the index when a UID drives it, else `EXISTS` per candidate.
+ * 3. Studies are walked newest first through studies_date, and their series and instances through
+ *    their indexes, so a page stops early; a scope or a UID lets SQLite start from that index.
+ * 4. The page is read as primary keys (LIMIT n+1 tells whether more exist); only then the rest is
+ *    counted for the Warning: exactly when the count reads indexes only, else within
+ *    SEARCH_TUNING.countBudgetMs (then "more exist" without a number). The attributes to return
+ *    are read for the page rows only: stored values via json_extract of the wanted tags, counts
+ *    and ModalitiesInStudy by correlated subqueries on covering indexes.
  *
  * Order (stable, so paging is idempotent, PS3.18 §8.3.4.4.1): studies newest first (StudyDate
- * descending, then most recently created); series by SeriesNumber (unnumbered last), then
- * creation; instances by InstanceNumber (unnumbered last), then creation; lower levels of an
- * unscoped search follow the order of their study.
+ * descending, undated last, then most recently created); series by SeriesNumber (unnumbered
+ * last), then creation; instances by InstanceNumber (unnumbered last), then creation; lower
+ * levels of an unscoped search follow the order of their study.
+ *
+ * Known limits: key columns hold the first value only (the QIDO keys with columns are single-
+ * valued); DA columns are compared as written (a legacy "YYYY.MM.DD" value is not normalized in
+ * SQL); study and series attributes are those of the latest instance stored in them.
  */
 import type Database from "better-sqlite3";
 import { performance } from "node:perf_hooks";
