@@ -53,12 +53,14 @@ CREATE TABLE IF NOT EXISTS series_request_keys (
 CREATE INDEX IF NOT EXISTS series_request_keys_series ON series_request_keys(series_pk);
 CREATE INDEX IF NOT EXISTS series_request_keys_sps ON series_request_keys(scheduled_procedure_step_id);
 CREATE INDEX IF NOT EXISTS series_request_keys_rp ON series_request_keys(requested_procedure_id);
-CREATE TRIGGER IF NOT EXISTS series_request_keys_insert AFTER INSERT ON series BEGIN
+CREATE TRIGGER IF NOT EXISTS series_request_keys_insert AFTER INSERT ON series
+WHEN instr(NEW.attributes, '"00400275"') > 0 BEGIN
   INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, requested_procedure_id)
   SELECT NEW.pk, j.key, json_extract(j.value, '$."00400009".Value[0]'), json_extract(j.value, '$."00401001".Value[0]')
   FROM json_each(NEW.attributes, '$."00400275".Value') j;
 END;
-CREATE TRIGGER IF NOT EXISTS series_request_keys_update AFTER UPDATE OF attributes ON series BEGIN
+CREATE TRIGGER IF NOT EXISTS series_request_keys_update AFTER UPDATE OF attributes ON series
+WHEN instr(NEW.attributes, '"00400275"') > 0 OR instr(OLD.attributes, '"00400275"') > 0 BEGIN
   DELETE FROM series_request_keys WHERE series_pk = NEW.pk;
   INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, requested_procedure_id)
   SELECT NEW.pk, j.key, json_extract(j.value, '$."00400009".Value[0]'), json_extract(j.value, '$."00401001".Value[0]')
