@@ -353,6 +353,23 @@ describe("series_request_keys follows the series", () => {
       assert.equal(f.index.commitInstance(recordOf(changed), "overwrite").status, "overwritten");
       assert.deepEqual(q("SPS-2"), []);
       assert.deepEqual(q("SPS-7"), [UID.seriesA2]);
+      const { "00400275": _, ...withoutSequence } = spec.series;
+      assert.equal(f.index.commitInstance(recordOf(instanceJson({ ...spec, series: withoutSequence })), "overwrite").status, "overwritten");
+      assert.deepEqual(q("SPS-7"), [], "the sequence is gone with the new version");
+      assert.equal(f.index.commitInstance(recordOf(changed), "overwrite").status, "overwritten");
+      assert.deepEqual(q("SPS-7"), [UID.seriesA2]);
+      // A new instance in an existing series updates its attributes (the UPDATE trigger).
+      const a1 = INSTANCES.find((x) => x.seriesUid === UID.seriesA1);
+      assert.ok(a1);
+      assert.deepEqual(q("SPS-1"), [UID.seriesA1]);
+      const newer = instanceJson({
+        ...a1,
+        sopUid: `${UID.seriesA1}.99`,
+        series: { ...a1.series, "00400275": { vr: "SQ", Value: [{ "00400009": a("SH", "SPS-NEW") }] } },
+      });
+      assert.equal(f.index.commitInstance(recordOf(newer), "reject").status, "stored");
+      assert.deepEqual(q("SPS-1"), []);
+      assert.deepEqual(q("SPS-NEW"), [UID.seriesA1]);
       f.index.delete({ studyUid: UID.studyA, seriesUid: UID.seriesA2 });
       assert.deepEqual(q("SPS-7"), []);
       assert.equal(
