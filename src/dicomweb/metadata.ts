@@ -19,6 +19,7 @@ export interface MetadataDocument {
   etag: string;
 }
 
+const BULK_URI_PREFIX = `"BulkDataURI":"${BASE_URL_TOKEN}`;
 const FINAL_EMPTY_BLOCK = Buffer.from([0x03, 0x00]);
 
 /** Joins the instance chunks into `[json,json,…]` with the base URL substituted. */
@@ -33,8 +34,9 @@ export function assembleMetadata(chunks: MetadataChunks, base: string): Buffer {
   });
   parts.push(Buffer.from("]"));
   const joined = Buffer.concat(parts);
-  // The token only occurs right after "BulkDataURI":" (JSON string content escapes quotes, so it cannot be forged).
-  return joined.includes(BASE_URL_TOKEN) ? Buffer.from(joined.toString("utf8").replaceAll(BASE_URL_TOKEN, base)) : joined;
+  // Only the token right after "BulkDataURI":" is replaced: inside a JSON string value the quotes
+  // would be escaped, so a stored text that looks like the token is never rewritten.
+  return joined.includes(BULK_URI_PREFIX) ? Buffer.from(joined.toString("utf8").replaceAll(BULK_URI_PREFIX, `"BulkDataURI":${JSON.stringify(base).slice(0, -1)}`)) : joined;
 }
 
 export class MetadataService {

@@ -13,6 +13,7 @@ import {
   lookupTransferSyntax,
   readDicom,
   swapBytesForVr,
+  Tags,
   TransferSyntaxUids,
   writePart10,
 } from "../dicom/index.js";
@@ -133,12 +134,14 @@ export async function readFrames(archive: Archive, row: InstanceRow, numbers: nu
   // Deflated, big endian or bit-packed frames: re-read the instance and cut the frames out.
   const read = readDicom(await archive.blobs.readBytes(row.blobKey, { start: 0, end: row.fileSize }));
   const located = locateFrames(read.dataset);
+  const pixelVr = (read.dataset.get(Tags.PixelData) ?? read.dataset.get(Tags.FloatPixelData) ?? read.dataset.get(Tags.DoubleFloatPixelData))?.vr;
   return numbers.map((frame) => {
     const location = located.frames[frame - 1];
     if (!location) throw new DicomwebError(404, `frame ${frame} of instance ${row.sopUid} cannot be located`);
     let bytes = frameBytes(location);
-    if (location.kind === "native" && !read.dataset.littleEndian && located.layout.bitsAllocated > 8) {
-      bytes = swapBytesForVr(bytes, located.layout.bitsAllocated === 32 ? "OL" : "OW");
+    if (location.kind === "native" && !read.dataset.littleEndian && pixelVr !== undefined) {
+      // Big endian swaps by the element's VR (OW: 16-bit words even for 32-bit pixels; OF/OD by 4/8), like the encoding did.
+      bytes = swapBytesForVr(bytes, pixelVr);
     }
     return { frame, bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
   });

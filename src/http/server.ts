@@ -38,7 +38,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     forceCloseConnections: "idle",
     // Frame lists, UID lists and includefield lists can be long.
-    maxParamLength: 4096,
+    routerOptions: { maxParamLength: 4096 },
   });
   app.addHook("onRequest", async (request, reply) => {
     void reply.header("X-Request-Id", request.id);
