@@ -287,13 +287,20 @@ test("unsupported Content-Type: 415 with what to send instead", async () => {
     "text/plain",
     "application/json",
     "application/octet-stream",
+    "application/x-www-form-urlencoded",
+    "image/jpeg",
     `multipart/form-data; boundary=${B}`,
     `multipart/related; type="image/jpeg"; boundary=${B}`,
     `multipart/mixed; boundary=${B}`,
   ];
+  // Every type is tried, then every failure is reported at once.
+  const wrong: string[] = [];
   for (const type of types) {
-    await refused(`Content-Type ${type}`, () => post(body, type), [415], /multipart\/related|application\/dicom/, [a.sop]);
+    await refused(`Content-Type ${type}`, () => post(body, type), [415], /multipart\/related|application\/dicom/, [a.sop]).catch(
+      (err: Error) => wrong.push(err.message.split("\n")[0] ?? ""),
+    );
   }
+  assert.deepEqual(wrong, []);
   await refused(
     "no Content-Type",
     () => httpRequest(`${s.dicomweb}/studies`, { method: "POST", body }),
