@@ -42,6 +42,7 @@ import {
   RenderParamError,
   type RenderMediaType,
   type RenderParams,
+  thumbnailParams,
   type ViewportParams,
   type WindowFunction,
   type WindowParams,
@@ -326,6 +327,8 @@ function lutValue(lut: Lut, x: number): number {
 // ---------------------------------------------------------------------------------------------
 // Pixels
 
+const clamp8 = (v: number): number => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
+
 /** An 8-bit image: grey (1 channel) or interleaved RGB (3 channels). */
 export interface Raster {
   width: number;
@@ -339,8 +342,14 @@ export type VoiChoice = { kind: "window"; window: WindowParams } | { kind: "lut"
 
 const isGrey = (info: FrameInfo): boolean => info.samplesPerPixel === 1 && !info.photometricInterpretation.startsWith("PALETTE");
 
-/** Samples of the frame as an integer array of the allocated width (1-bit frames unpacked to 0/1). */
-function samples(frame: DecodedFrame): Uint8Array | Uint16Array | Uint32Array {
+/** Float or Double Float Pixel Data (PS3.3 C.7.6.24): samples are IEEE floats, not bit patterns. */
+const isFloat = (info: FrameInfo): boolean => {
+  const vr = (info as { pixelDataVr?: string }).pixelDataVr;
+  return vr === "OF" || vr === "OD";
+};
+
+/** Samples of the frame as an array of the allocated width (1-bit frames unpacked to 0/1; float pixel data as floats). */
+function samples(frame: DecodedFrame): Uint8Array | Uint16Array | Uint32Array | Float32Array | Float64Array {
   const { info, pixels } = frame;
   const count = info.rows * info.columns * info.samplesPerPixel;
   const bytesNeeded = info.bitsAllocated === 1 ? Math.ceil(count / 8) : count * (info.bitsAllocated / 8);
@@ -362,12 +371,21 @@ function samples(frame: DecodedFrame): Uint8Array | Uint16Array | Uint32Array {
         ? new Uint16Array(pixels.buffer, pixels.byteOffset, count)
         : new Uint16Array(pixels.slice(0, count * 2).buffer);
     case 32:
+      if (isFloat(info)) {
+        return pixels.byteOffset % 4 === 0
+          ? new Float32Array(pixels.buffer, pixels.byteOffset, count)
+          : new Float32Array(pixels.slice(0, count * 4).buffer);
+      }
       return pixels.byteOffset % 4 === 0
         ? new Uint32Array(pixels.buffer, pixels.byteOffset, count)
         : new Uint32Array(pixels.slice(0, count * 4).buffer);
-    default:
-      throw new RenderError(`Bits Allocated ${info.bitsAllocated} cannot be rendered (1, 8, 16 or 32)`);
+    case 64:
+      if (!isFloat(info)) break;
+      return pixels.byteOffset % 8 === 0
+        ? new Float64Array(pixels.buffer, pixels.byteOffset, count)
+        : new Float64Array(pixels.slice(0, count * 8).buffer);
   }
+  throw new RenderError(`Bits Allocated ${info.bitsAllocated} cannot be rendered (1, 8, 16 or 32; 32 or 64 for float pixel data)`);
 }
 
 /** Extracts stored values: shift so HighBit lands on bit BitsStored-1, mask, sign-extend. */
@@ -389,6 +407,18 @@ function modalityValue(pattern: number, bits: number, signed: boolean, p: Presen
 export function modalityRange(frame: DecodedFrame, p: Presentation): { min: number; max: number } {
   const { shift, bits, signed } = storedBits(frame.info);
   const src = samples(frame);
+  if (src instanceof Float32Array || src instanceof Float64Array) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i] as number;
+      if (!Number.isFinite(v)) continue;
+      const m = p.modalityLut ? lutValue(p.modalityLut, v) : v * p.rescaleSlope + p.rescaleIntercept;
+      if (m < min) min = m;
+      if (m > max) max = m;
+    }
+    return { min, max };
+  }
   if (bits <= 16) {
     const mask = (1 << bits) - 1;
     const seen = new Uint8Array(1 << bits);
@@ -421,7 +451,14 @@ export function autoWindow(range: { min: number; max: number }): WindowParams {
 
 /** True when the frame's values are meant as they are stored: ≤ 8 unsigned bits, no modality transform. */
 function shownAsStored(info: FrameInfo, p: Presentation): boolean {
-  return info.bitsStored <= 8 && info.pixelRepresentation === 0 && !p.modalityLut && p.rescaleSlope === 1 && p.rescaleIntercept === 0;
+  return (
+    !isFloat(info) &&
+    info.bitsStored <= 8 &&
+    info.pixelRepresentation === 0 &&
+    !p.modalityLut &&
+    p.rescaleSlope === 1 &&
+    p.rescaleIntercept === 0
+  );
 }
 
 /** Which VOI applies to this frame (request, dataset window, dataset VOI LUT, or automatic). */
@@ -462,7 +499,15 @@ function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Ras
   };
   const count = info.rows * info.columns;
   const out = new Uint8Array(count);
-  if (bits <= 16) {
+  if (src instanceof Float32Array || src instanceof Float64Array) {
+    for (let i = 0; i < count; i++) {
+      const v = src[i] as number;
+      const m = p.modalityLut ? lutValue(p.modalityLut, v) : v * p.rescaleSlope + p.rescaleIntercept;
+      let y = Number.isNaN(m) ? 0 : chosen.kind === "window" ? applyWindow(m, chosen.window) : lutOutput(chosen.lut, m);
+      if (invert) y = 255 - y;
+      out[i] = clamp8(y);
+    }
+  } else if (bits <= 16) {
     const mask = (1 << bits) - 1;
     const lut = new Uint8Array(1 << bits);
     for (let v = 0; v < lut.length; v++) lut[v] = display(v);
@@ -478,15 +523,15 @@ function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Ras
   return { width: info.columns, height: info.rows, channels: 1, data: out };
 }
 
-const clamp8 = (v: number): number => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
-
 function colorToRaster(frame: DecodedFrame, p: Presentation): Raster {
   const { info } = frame;
   const pi = info.photometricInterpretation;
   const count = info.rows * info.columns;
   const out = new Uint8Array(count * 3);
   const { shift, bits } = storedBits(info);
-  const mask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
+  const mask = 2 ** bits - 1;
+  // The stored bit pattern of a sample (>>> 0 keeps 32-bit patterns unsigned).
+  const stored = bits >= 32 ? (raw: number): number => raw >>> 0 : (raw: number): number => (raw >>> shift) & mask;
 
   if (pi === "PALETTE COLOR") {
     if (!p.palette) throw new RenderError("PALETTE COLOR without Red, Green and Blue Palette Color Lookup Tables");
@@ -504,7 +549,7 @@ function colorToRaster(frame: DecodedFrame, p: Presentation): Raster {
       return i < 0 ? 0 : i >= lut.data.length ? lut.data.length - 1 : i;
     };
     for (let i = 0; i < count; i++) {
-      const v = ((src[i] as number) >>> shift) & mask;
+      const v = stored(src[i] as number);
       out[i * 3] = r8[entry(red, v)] as number;
       out[i * 3 + 1] = g8[entry(green, v)] as number;
       out[i * 3 + 2] = b8[entry(blue, v)] as number;
@@ -542,7 +587,7 @@ function colorToRaster(frame: DecodedFrame, p: Presentation): Raster {
     const scale = bits > 8 ? 255 / mask : 1;
     for (let i = 0; i < count; i++) {
       for (let c = 0; c < 3; c++) {
-        let v = ((planar ? (src[c * count + i] as number) : (src[i * 3 + c] as number)) >>> shift) & mask;
+        let v = stored(planar ? (src[c * count + i] as number) : (src[i * 3 + c] as number));
         if (bits > 8) v = Math.round(v * scale);
         a[i * 3 + c] = v;
       }
@@ -755,4 +800,19 @@ export async function renderFrames(
   return sharp(Buffer.concat(pages), { raw: { width, height: height * frames.length, channels, pageHeight: height } })
     .gif({ colours: 256, dither: channels === 1 ? 0 : 1, delay: delays, loop: 0 })
     .toBuffer();
+}
+
+/**
+ * A thumbnail of one frame (PS3.18 §8.3.5.2): `params` from parseThumbnailParams, or by default
+ * thumbnailParams() — fitted into 128×128, aspect kept, never enlarged. The dataset's window (or
+ * the automatic one) applies. Choosing the frame (the middle one of a multi-frame) or the instance
+ * (the middle one of a series) is the caller's decision.
+ */
+export function renderThumbnail(
+  frame: DecodedFrame,
+  presentation: Presentation,
+  mediaType: RenderMediaType = "image/jpeg",
+  params: RenderParams = thumbnailParams(),
+): Promise<Buffer> {
+  return renderFrame(frame, presentation, params, mediaType);
 }
