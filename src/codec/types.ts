@@ -16,6 +16,12 @@ export interface FrameInfo {
   photometricInterpretation: string;
   /** 0 interleaved (RGBRGB…), 1 planar (RR…GG…BB…); only meaningful when samplesPerPixel > 1. */
   planarConfiguration: number;
+  /**
+   * VR of the stored pixel data element (OB, OW, OF, OD, OL). Only native big endian frames need
+   * it: they are byte-swapped by this VR (OW swaps 16-bit words, even for 8- or 32-bit samples).
+   * Absent: OW when bitsAllocated > 8, else OB.
+   */
+  pixelDataVr?: string;
 }
 
 /**
