@@ -26,6 +26,7 @@ export const TOOLS = {
   dcmconv: { command: "dcmconv", aptPackage: "dcmtk" },
   dcmftest: { command: "dcmftest", aptPackage: "dcmtk" },
   dcm2xml: { command: "dcm2xml", aptPackage: "dcmtk" },
+  dcmj2pnm: { command: "dcmj2pnm", aptPackage: "dcmtk" },
   gdcmdump: { command: "gdcmdump", aptPackage: "libgdcm-tools" },
   gdcmconv: { command: "gdcmconv", aptPackage: "libgdcm-tools" },
   pydicom: {
