@@ -36,7 +36,10 @@ export async function stowRoutes(
 ): Promise<void> {
   const root = ctx.dicomwebPrefix;
   // Bodies reach the handlers as raw streams: nothing is buffered by Fastify.
-  app.addContentTypeParser(["multipart/related", DICOM], (_request, payload, done) => done(null, payload));
+  // Every media type reaches the handler as a stream (this plugin's scope only), so an unsupported
+  // one gets our 415 with what to send instead, not Fastify's generic answer.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
 
   const store = async (request: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply) => {
     const expectedStudyUid = request.params.study;

@@ -94,6 +94,9 @@ class FileArchive implements Archive {
       else toCommit.push({ index, record: p.outcome.record, path: p.stagingPath });
     });
     try {
+      // Intent first (one index sync): a crash after a rename but before the index commit leaves a
+      // file that start-up recognizes and removes.
+      this.index.addBlobIntents(toCommit.map((c) => c.record.blobKey));
       await this.blobs.commitMany(toCommit.map((c) => ({ stagingPath: c.path, key: c.record.blobKey })));
       const outcomes = this.index.commitInstances(
         toCommit.map((c) => c.record),
@@ -108,7 +111,7 @@ class FileArchive implements Archive {
         switch (outcome.status) {
           case "stored":
             kept.add(r.blobKey);
-            results[c.index] = { ok: true, status: "stored", ...ids, warnings: [] };
+            results[c.index] = { ok: true, status: "stored", ...ids, warnings: r.warnings ?? [] };
             break;
           case "identical":
             kept.add(r.blobKey);
@@ -117,7 +120,7 @@ class FileArchive implements Archive {
           case "overwritten":
             kept.add(r.blobKey);
             dropped.push(outcome.oldBlobKey);
-            results[c.index] = { ok: true, status: "overwritten", ...ids, warnings: [] };
+            results[c.index] = { ok: true, status: "overwritten", ...ids, warnings: r.warnings ?? [] };
             break;
           case "ignored":
             dropped.push(r.blobKey);
@@ -143,7 +146,9 @@ class FileArchive implements Archive {
             break;
         }
       });
-      for (const key of new Set(dropped)) if (!kept.has(key)) await this.blobs.delete(key);
+      const toDelete = [...new Set(dropped)].filter((key) => !kept.has(key));
+      for (const key of toDelete) await this.blobs.delete(key);
+      this.index.clearBlobIntents([...new Set(dropped)]);
     } catch (err) {
       const failure = failureResult(err);
       for (const c of toCommit) results[c.index] = failure;
@@ -173,7 +178,9 @@ class FileArchive implements Archive {
 
   async delete(scope: Scope): Promise<number> {
     const keys = this.index.delete(scope);
-    for (const key of new Set(keys)) await this.blobs.delete(key);
+    const unique = [...new Set(keys)];
+    for (const key of unique) await this.blobs.delete(key);
+    this.index.clearBlobIntents(unique);
     return keys.length;
   }
 
@@ -193,5 +200,13 @@ export async function openArchive(options: FileArchiveOptions): Promise<Archive>
   const blobs = new FileBlobStore(dataDir);
   await blobs.sweepStaging();
   const index = new SqliteIndex(join(dataDir, "index.sqlite"));
+  await recoverBlobs(index, blobs);
   return new FileArchive(dataDir, index, blobs, options);
+}
+
+/** Settles what a crash interrupted: files no instance uses are removed, files in use are kept. */
+async function recoverBlobs(index: Index, blobs: BlobStore): Promise<void> {
+  const intents = index.blobIntents();
+  for (const { key, referenced } of intents) if (!referenced) await blobs.delete(key);
+  index.clearBlobIntents(intents.map((i) => i.key));
 }

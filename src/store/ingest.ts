@@ -123,13 +123,11 @@ export async function materialize(staged: StagedFile, blobKey: string, expectedS
   const sopClassUid = requireUid(ds, Tags.SOPClassUID, "SOP Class UID (0008,0016)", uids);
   const studyUid = requireUid(ds, Tags.StudyInstanceUID, "Study Instance UID (0020,000D)", uids);
   const seriesUid = requireUid(ds, Tags.SeriesInstanceUID, "Series Instance UID (0020,000E)", uids);
+  const warnings: string[] = [];
   const metaSop = firstString(read.meta, Tags.MediaStorageSOPInstanceUID);
   if (metaSop !== undefined && metaSop !== sopUid) {
-    throw new IngestFailure(
-      FailureReason.datasetDoesNotMatchSopClass,
-      `file meta says Media Storage SOP Instance UID ${metaSop} but the dataset says SOP Instance UID ${sopUid}`,
-      uids,
-    );
+    // Real files do this (pydicom's rtplan.dcm, rtdose.dcm): the dataset is authoritative, the file is kept as sent.
+    warnings.push(`the file meta names Media Storage SOP Instance UID ${metaSop}, the dataset ${sopUid}: indexed under the dataset's UID`);
   }
   if (expectedStudyUid !== undefined && studyUid !== expectedStudyUid) {
     throw new IngestFailure(
@@ -204,6 +202,7 @@ export async function materialize(staged: StagedFile, blobKey: string, expectedS
     frames,
     bulk,
     rangesInFile,
+    warnings,
   };
 }
 

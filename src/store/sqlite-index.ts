@@ -142,6 +142,8 @@ export class SqliteIndex implements Index {
            @frames, @bulk, @ranges_in_file)`,
       ),
       deleteInstance: db.prepare<[number]>("DELETE FROM instances WHERE pk = ?"),
+      addIntent: db.prepare<[string]>("INSERT OR IGNORE INTO blob_intents (key) VALUES (?)"),
+      clearIntent: db.prepare<[string]>("DELETE FROM blob_intents WHERE key = ?"),
       framesOf: db.prepare<[string], { frames: Buffer | null; ranges_in_file: number }>(
         "SELECT frames, ranges_in_file FROM instances WHERE sop_uid = ?",
       ),
@@ -246,6 +248,7 @@ export class SqliteIndex implements Index {
       bulk: JSON.stringify(record.bulk),
       ranges_in_file: record.rangesInFile ? 1 : 0,
     });
+    this.statements.clearIntent.run(record.blobKey);
     return outcome;
   }
 
@@ -253,6 +256,31 @@ export class SqliteIndex implements Index {
   private pruneEmpty(seriesPk: number, studyPk: number): void {
     this.db.prepare("DELETE FROM series WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM instances WHERE series_pk = ?)").run(seriesPk, seriesPk);
     this.db.prepare("DELETE FROM studies WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = ?)").run(studyPk, studyPk);
+  }
+
+  addBlobIntents(keys: string[]): void {
+    if (keys.length === 0) return;
+    const insert = this.db.prepare("INSERT OR IGNORE INTO blob_intents (key) VALUES (?)");
+    this.db.transaction(() => {
+      for (const key of keys) insert.run(key);
+    })();
+  }
+
+  clearBlobIntents(keys: string[]): void {
+    if (keys.length === 0) return;
+    const remove = this.db.prepare("DELETE FROM blob_intents WHERE key = ?");
+    this.db.transaction(() => {
+      for (const key of keys) remove.run(key);
+    })();
+  }
+
+  blobIntents(): Array<{ key: string; referenced: boolean }> {
+    return this.db
+      .prepare<[], { key: string; referenced: number }>(
+        "SELECT key, EXISTS (SELECT 1 FROM instances WHERE blob_key = blob_intents.key) AS referenced FROM blob_intents",
+      )
+      .all()
+      .map((r) => ({ key: r.key, referenced: r.referenced === 1 }));
   }
 
   instance(sopUid: string): InstanceRow | undefined {
@@ -344,6 +372,7 @@ export class SqliteIndex implements Index {
         this.pruneEmpty(seriesPk, studyPk);
         this.db.prepare("UPDATE studies SET version = version + 1, updated_at = ? WHERE pk = ?").run(Date.now(), studyPk);
       }
+      for (const r of rows) this.statements.addIntent.run(r.blob_key);
       return rows.map((r) => r.blob_key);
     });
     return run.immediate();

@@ -75,6 +75,10 @@ INSERT INTO series_request_keys (series_pk, item, scheduled_procedure_step_id, r
   WHERE NOT EXISTS (SELECT 1 FROM schema_backfills WHERE name = 'series_request_keys');
 INSERT OR IGNORE INTO schema_backfills (name) VALUES ('series_request_keys');
 
+-- Blob files about to be renamed into place, or about to be deleted: a crash between the file step
+-- and the index step leaves a key here, and start-up deletes such a file unless an instance uses it.
+CREATE TABLE IF NOT EXISTS blob_intents (key TEXT PRIMARY KEY);
+
 CREATE TABLE IF NOT EXISTS instances (
   pk INTEGER PRIMARY KEY,
   series_pk INTEGER NOT NULL REFERENCES series(pk) ON DELETE CASCADE,

@@ -64,6 +64,8 @@ export interface InstanceRecord {
   bulk: BulkDataEntry[];
   /** True when byte ranges are positions in the file (false for deflated transfer syntaxes). */
   rangesInFile: boolean;
+  /** What was odd but tolerated (reported in the STOW response). */
+  warnings?: string[];
 }
 
 /** A stored instance as the index returns it. */
@@ -130,7 +132,13 @@ export interface Index {
   frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined;
   bulkData(sopUid: string): BulkDataEntry[] | undefined;
   metadata(scope: Scope): MetadataChunks | undefined;
-  /** Removes a scope's rows; returns the blob keys to delete afterwards. */
+  /** Durably notes blob keys whose files are about to appear or disappear (crash recovery). */
+  addBlobIntents(keys: string[]): void;
+  /** Forgets intents once their files are settled. */
+  clearBlobIntents(keys: string[]): void;
+  /** Intents left by a crash, with whether an instance still uses each key. */
+  blobIntents(): Array<{ key: string; referenced: boolean }>;
+  /** Removes a scope's rows; returns the blob keys to delete afterwards (noted as intents in the same transaction). */
   delete(scope: Scope): string[];
   search(query: SearchQuery): SearchResult;
   stats(): IndexStats;

@@ -68,7 +68,8 @@ type Check = (value: unknown, d: Difference, ref: Reference) => boolean;
 type Expected = Check | Attribute | string[] | number | undefined;
 
 interface KnownDifference {
-  verdict: "orthanc-wrong" | "both-conform";
+  /** "voxelgate-by-choice": Voxelgate departs from the standard on purpose (a product decision, documented in the README). */
+  verdict: "orthanc-wrong" | "both-conform" | "voxelgate-by-choice";
   /** What differs, and why that side is right (or why both are). */
   why: string;
   /** Where the standard says so. */
@@ -222,6 +223,20 @@ const KNOWN_DIFFERENCES: KnownDifference[] = [
     orthanc: [],
     voxelgate: (v, d) => isDeepStrictEqual(v, [CT_STUDY, MR_STUDY, US_STUDY, "2.25.100005"]) && d.warnings?.orthanc === null,
     mustShowIn: ["/studies?fuzzymatching=true&PatientName=doe"],
+  },
+  {
+    verdict: "voxelgate-by-choice",
+    why:
+      "An unknown query parameter (foo=bar): the standard says ignore it (Orthanc: 200, every study). Voxelgate answers 400 " +
+      "naming the parameter by default, because a misspelt attribute that silently widens a search returns other patients' " +
+      'studies; qidoUnknownParameters: "ignore" gives the standard behaviour (ignored, named in a Warning).',
+    reference:
+      'PS3.18 §8.3 ("The origin server shall ignore any unsupported Query Parameters"); issue 4 and DESIGN.md (400 for unknown parameters)',
+    tags: ["(status)"],
+    inQuery: (q) => q === "/studies?foo=bar",
+    orthanc: 200,
+    voxelgate: 400,
+    mustShowIn: ["/studies?foo=bar"],
   },
   {
     verdict: "orthanc-wrong",
