@@ -10,7 +10,8 @@
  *                                     rendered image. sx, sy, sw, sh: decimals whose absolute values
  *                                     give the source region in pixels; a negative sw flips
  *                                     horizontally, a negative sh vertically; elided values take
- *                                     their defaults (0, 0, to the right edge, to the bottom edge).
+ *                                     their defaults (0, 0, to the right edge, to the bottom edge);
+ *                                     trailing ones may go with their commas ("vw,vh,sx,sy").
  *                                     Decimal region values are rounded to whole pixels. A region
  *                                     of zero width or height is a 400; one that lies outside the
  *                                     image is found at render time (RenderParamError, also a 400).
@@ -156,10 +157,11 @@ export function parseWindow(value: string): WindowParams {
 /** "viewport=vw,vh[,[sx],[sy],[sw],[sh]]" (PS3.18 §8.3.5.1.3); `sizeOnly` for thumbnails and presentation states. */
 export function parseViewport(value: string, sizeOnly = false): ViewportParams {
   const parts = value.split(",");
-  if (parts.length !== 2 && parts.length !== 6) {
+  // "If trailing values are elided, then the trailing commas shall be omitted": 2 to 6 values.
+  if (parts.length < 2 || parts.length > 6) {
     throw new RenderParamError(
       "viewport",
-      sizeOnly ? `"${value}" must be vw,vh` : `"${value}" must be vw,vh or vw,vh,sx,sy,sw,sh (values may be empty, the commas stay)`,
+      sizeOnly ? `"${value}" must be vw,vh` : `"${value}" must be vw,vh[,sx,sy,sw,sh] (inner values may be empty, their commas stay)`,
     );
   }
   if (sizeOnly && parts.length !== 2) throw new RenderParamError("viewport", `"${value}": a thumbnail viewport is vw,vh only`);

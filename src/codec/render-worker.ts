@@ -18,6 +18,7 @@ import type { DecodedFrame, FrameInfo } from "./types.js";
 
 export interface RenderTaskFrame {
   info: FrameInfo;
+  /** The frame's bytes: an ArrayBuffer holding exactly them, or a Uint8Array (a view of any buffer). */
   pixels: ArrayBuffer | Uint8Array;
 }
 

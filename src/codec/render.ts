@@ -696,7 +696,8 @@ function scaled(raster: Raster, viewport: ViewportParams | undefined): Sharp {
     const { left, top, right, bottom } = layout;
     img = img.extend({ left, top, right, bottom, background: { r: 0, g: 0, b: 0, alpha: 1 } });
   }
-  return img;
+  // Grey stays one channel (sharp would otherwise write sRGB): smaller, faster JPEG and PNG.
+  return raster.channels === 1 ? img.toColourspace("b-w") : img;
 }
 
 function checkIcc(params: RenderParams, mediaType: RenderMediaType): boolean {
@@ -706,6 +707,18 @@ function checkIcc(params: RenderParams, mediaType: RenderMediaType): boolean {
   return icc;
 }
 
+/**
+ * GIF: a fresh 256-colour palette per frame, never approximated by the previous frame's (so up to
+ * 256 greys are exact), every frame kept (a cine loop keeps its timing), dithering for colour only.
+ */
+const gifOptions = (channels: 1 | 3) => ({
+  colours: 256,
+  dither: channels === 1 ? 0 : 1,
+  reuse: false,
+  interPaletteMaxError: 0,
+  keepDuplicateFrames: true,
+});
+
 function encode(img: Sharp, raster: Pick<Raster, "channels">, params: RenderParams, mediaType: RenderMediaType): Promise<Buffer> {
   if (checkIcc(params, mediaType)) img = img.withIccProfile("srgb");
   switch (mediaType) {
@@ -714,7 +727,7 @@ function encode(img: Sharp, raster: Pick<Raster, "channels">, params: RenderPara
     case "image/png":
       return img.png({ compressionLevel: 6 }).toBuffer();
     case "image/gif":
-      return img.gif({ colours: 256, dither: raster.channels === 1 ? 0 : 1 }).toBuffer();
+      return img.gif(gifOptions(raster.channels)).toBuffer();
   }
 }
 
@@ -798,7 +811,7 @@ export async function renderFrames(
   }
   const { width, height, channels } = size as { width: number; height: number; channels: 1 | 3 };
   return sharp(Buffer.concat(pages), { raw: { width, height: height * frames.length, channels, pageHeight: height } })
-    .gif({ colours: 256, dither: channels === 1 ? 0 : 1, delay: delays, loop: 0 })
+    .gif({ ...gifOptions(channels), delay: delays, loop: 0 })
     .toBuffer();
 }
 

@@ -92,11 +92,15 @@ test("viewport: vw,vh alone, with a source region, elided values and negative (f
   // Absolute values for sx and sy (the standard says so).
   const abs = parse("viewport=8,8,-3,-4,,").viewport;
   assert.deepEqual([abs?.sx, abs?.sy, abs?.flipX, abs?.flipY], [3, 4, false, false]);
+  // Trailing values elided with their commas ("the trailing commas shall be omitted").
+  assert.deepEqual(parse("viewport=8,8,2,3").viewport, parse("viewport=8,8,2,3,,").viewport);
+  assert.deepEqual(parse("viewport=8,8,2").viewport?.sx, 2);
+  assert.equal(parse("viewport=8,8,,,-5").viewport?.flipX, true);
 });
 
 test("viewport: malformed values are a 400 with the reason", () => {
-  rejects("viewport=512", "viewport", /vw,vh or vw,vh,sx,sy,sw,sh/);
-  rejects("viewport=1,2,3", "viewport", /vw,vh or vw,vh,sx,sy,sw,sh/);
+  rejects("viewport=512", "viewport", /must be vw,vh\[,sx,sy,sw,sh\]/);
+  rejects("viewport=1,2,3,4,5,6,7", "viewport", /must be vw,vh\[,sx,sy,sw,sh\]/);
   rejects("viewport=0,10", "viewport", /vw must be at least 1/);
   rejects("viewport=10,-5", "viewport", /vh "-5" must be a positive integer/);
   rejects("viewport=10.5,10", "viewport", /vw "10.5" must be a positive integer/);
