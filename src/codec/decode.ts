@@ -37,7 +37,7 @@ import {
   widen8to16,
 } from "./pixels.js";
 import type { DecodedFrame, FrameInfo } from "./types.js";
-import { charls, dcmjs, openjpeg, openjph, printed, turbojpeg, using, withLibrary } from "./wasm.js";
+import { charls, dcmjs, openjpeg, openjph, fromWasm, printed, turbojpeg, using, withLibrary } from "./wasm.js";
 
 const NATIVE_LE = new Set<string>([TS.ImplicitVRLittleEndian, TS.ExplicitVRLittleEndian, TS.DeflatedExplicitVRLittleEndian]);
 const JPEG = new Set<string>([TS.JPEGBaseline8Bit, TS.JPEGExtended12Bit, TS.JPEGLossless, TS.JPEGLosslessSV1]);
@@ -228,8 +228,7 @@ async function decodeTurbo(stream: Uint8Array, header: JpegHeader): Promise<Uint
         const fi = decoder.getFrameInfo();
         if (fi.width !== header.columns || fi.height !== header.rows)
           throw new CodecError("CORRUPT", "libjpeg-turbo decoded another geometry than the frame header's");
-        const out = decoder.getDecodedBuffer(); // a Uint8ClampedArray copy, not a view of WASM memory
-        return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+        return fromWasm(decoder.getDecodedBuffer());
       } catch (e) {
         throw asCodecError(e, "JPEG decode (libjpeg-turbo)");
       }
@@ -272,8 +271,7 @@ async function decodeJpegLs(bytes: Uint8Array, info: FrameInfo): Promise<Decoded
         decoder.getEncodedBuffer(bytes.length).set(bytes);
         decoder.decode();
         const fi = decoder.getFrameInfo();
-        const out = decoder.getDecodedBuffer(); // a copy
-        return { pixels: new Uint8Array(out.buffer, out.byteOffset, out.byteLength), fi, interleave: decoder.getInterleaveMode() };
+        return { pixels: fromWasm(decoder.getDecodedBuffer()), fi, interleave: decoder.getInterleaveMode() };
       } catch (e) {
         throw asCodecError(e, "JPEG-LS decode (CharLS)");
       }
@@ -333,7 +331,7 @@ async function decodeOpenJph(bytes: Uint8Array, header: J2kHeader): Promise<Uint
         if (fi.width !== header.width || fi.height !== header.height || fi.componentCount !== header.components.length) {
           throw new CodecError("CORRUPT", "OpenJPH decoded another geometry than the codestream header's");
         }
-        return decoder.getDecodedBuffer().slice(); // a view of WASM memory: copy before delete
+        return fromWasm(decoder.getDecodedBuffer()); // a view of WASM memory: copy before delete
       } catch (e) {
         throw asCodecError(e, "HTJ2K decode (OpenJPH)");
       }
@@ -358,8 +356,7 @@ async function decodeOpenJpeg(bytes: Uint8Array, header: J2kHeader): Promise<Uin
       const fi = decoder.getFrameInfo();
       if (fi.width !== header.width || fi.height !== header.height)
         throw new CodecError("CORRUPT", "OpenJPEG decoded another geometry than the codestream header's");
-      const out = decoder.getDecodedBuffer(); // a Uint8ClampedArray copy
-      return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+      return fromWasm(decoder.getDecodedBuffer());
     }),
   );
 }

@@ -28,7 +28,7 @@ export interface OjFrameInfo {
 
 export interface HTJ2KDecoder extends Embind {
   getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
+  getDecodedBuffer(): Uint8Array | Uint8ClampedArray;
   decode(): void;
   getFrameInfo(): OjFrameInfo;
   getIsReversible(): boolean;
@@ -36,7 +36,7 @@ export interface HTJ2KDecoder extends Embind {
 
 export interface HTJ2KEncoder extends Embind {
   getDecodedBuffer(info: OjFrameInfo): Uint8Array;
-  getEncodedBuffer(): Uint8Array;
+  getEncodedBuffer(): Uint8Array | Uint8ClampedArray;
   encode(): void;
   setDecompositions(n: number): void;
   setQuality(lossless: boolean, quantizationStep: number): void;
@@ -55,7 +55,7 @@ export interface OpenJphModule {
 
 export interface J2KDecoder extends Embind {
   getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
+  getDecodedBuffer(): Uint8Array | Uint8ClampedArray;
   decode(): void;
   getFrameInfo(): OjFrameInfo;
   getColorSpace(): number;
@@ -63,7 +63,7 @@ export interface J2KDecoder extends Embind {
 
 export interface J2KEncoder extends Embind {
   getDecodedBuffer(info: OjFrameInfo): Uint8Array;
-  getEncodedBuffer(): Uint8Array;
+  getEncodedBuffer(): Uint8Array | Uint8ClampedArray;
   encode(): void;
   setDecompositions(n: number): void;
   setQuality(lossless: boolean, layers: number): void;
@@ -78,7 +78,7 @@ export interface OpenJpegModule {
 
 export interface JpegLSDecoder extends Embind {
   getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
+  getDecodedBuffer(): Uint8Array | Uint8ClampedArray;
   decode(): void;
   getFrameInfo(): OjFrameInfo;
   getInterleaveMode(): number;
@@ -87,7 +87,7 @@ export interface JpegLSDecoder extends Embind {
 
 export interface JpegLSEncoder extends Embind {
   getDecodedBuffer(info: OjFrameInfo): Uint8Array;
-  getEncodedBuffer(): Uint8Array;
+  getEncodedBuffer(): Uint8Array | Uint8ClampedArray;
   setNearLossless(near: number): void;
   setInterleaveMode(mode: number): void;
   encode(): void;
@@ -100,14 +100,14 @@ export interface CharlsModule {
 
 export interface TurboJpegDecoder extends Embind {
   getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
+  getDecodedBuffer(): Uint8Array | Uint8ClampedArray;
   decode(): void;
   getFrameInfo(): OjFrameInfo;
 }
 
 export interface TurboJpegEncoder extends Embind {
   getDecodedBuffer(info: OjFrameInfo): Uint8Array;
-  getEncodedBuffer(): Uint8Array;
+  getEncodedBuffer(): Uint8Array | Uint8ClampedArray;
   encode(): void;
   setProgressive(on: number): void;
   setQuality(quality: number): void;
@@ -204,4 +204,14 @@ export function using<T extends Embind, R>(object: T, fn: (o: T) => R): R {
       // an aborted module cannot free anything; it is discarded by withLibrary
     }
   }
+}
+
+/**
+ * Bytes handed out by an embind getter, as an array this thread owns: the cornerstone builds return
+ * either a fresh Uint8ClampedArray (already a copy: wrapped, not copied) or a Uint8Array view of
+ * WASM memory (copied, since the next call or `delete` reuses that memory).
+ */
+export function fromWasm(view: Uint8Array | Uint8ClampedArray): Uint8Array {
+  if (view instanceof Uint8ClampedArray) return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  return view.slice();
 }
