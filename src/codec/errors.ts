@@ -24,3 +24,6 @@ export function asCodecError(e: unknown, what: string, code: CodecErrorCode = "C
   const text = e instanceof Error ? e.message : typeof e === "number" ? `WASM exception ${e}` : String(e);
   return new CodecError(code, `${what}: ${text}`, { cause: e });
 }
+
+/** Structured clone (worker threads) keeps an Error's message only: a CodecError's code travels in it, after this mark. */
+export const CODEC_ERROR_MARK = "CodecError:";

@@ -157,6 +157,14 @@ export function ybrFullToRgb(pixels: Uint8Array): Uint8Array {
 
 /** A Uint8Array over exactly its own ArrayBuffer (so it can be transferred), copying only when it is a view of something larger. */
 export function ownBuffer(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes;
-  return Uint8Array.from(bytes);
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer &&
+    !Buffer.isBuffer(bytes)
+  )
+    return bytes;
+  const own = new Uint8Array(bytes.byteLength);
+  own.set(bytes);
+  return own;
 }

@@ -1,0 +1,151 @@
+/**
+ * A piscina worker pool for the CPU-heavy pixel work (decode, encode, transcode, rendering), so it
+ * never blocks the event loop. Size: available parallelism (at least 1) unless configured.
+ *
+ * Buffers are transferred, not cloned: an input that is exactly its own ArrayBuffer is moved when
+ * the caller gives it up (`transfer: true`), otherwise its bytes are copied once into a fresh
+ * buffer that is moved (cloning a view would copy the whole underlying buffer, e.g. a whole file).
+ * Results come back moved from the worker.
+ */
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import type { EncodedFrame, EncodeOptions } from "./encode.js";
+import { CODEC_ERROR_MARK, CodecError, type CodecErrorCode } from "./errors.js";
+import type { RenderTask } from "./render-worker.js";
+import type { TranscodedFrame, TranscodeOptions } from "./transcode.js";
+import type { DecodedFrame, FrameInfo } from "./types.js";
+import type { CodecTask, CodecTaskResult } from "./worker.js";
+
+export interface CodecPoolOptions {
+  /** Worker threads (default: available parallelism, at least 1). */
+  size?: number;
+  /** A thread idle this long exits (default 30 s); the pool starts one again when needed. */
+  idleTimeoutMs?: number;
+}
+
+export interface TransferOption {
+  /** The caller gives its buffer up: moved to the worker without a copy (only when the view spans the whole buffer). */
+  transfer?: boolean;
+}
+
+const WORKER = new URL("./worker.js", import.meta.url).href;
+const RENDER_WORKER = new URL("./render-worker.js", import.meta.url).href;
+
+/** Bytes to send, and what to put in the transfer list. */
+function outgoing(bytes: Uint8Array, transfer: boolean | undefined): { bytes: Uint8Array; buffer: ArrayBuffer } {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+  if (transfer && whole) return { bytes, buffer: bytes.buffer as ArrayBuffer };
+  // A plain copy: Buffer#slice would be a view, and a Buffer's memory may be Node's shared pool.
+  const own = new Uint8Array(bytes.byteLength);
+  own.set(bytes);
+  return { bytes: own, buffer: own.buffer };
+}
+
+/** Errors from a worker arrive as plain Errors; a CodecError is rebuilt from the code its message carries. */
+function rethrow(e: unknown): never {
+  if (e instanceof Error && e.message.startsWith(CODEC_ERROR_MARK)) {
+    const rest = e.message.slice(CODEC_ERROR_MARK.length);
+    const colon = rest.indexOf(":");
+    throw new CodecError(rest.slice(0, colon) as CodecErrorCode, rest.slice(colon + 1));
+  }
+  throw e;
+}
+
+export class CodecPool {
+  private readonly piscina: Piscina;
+  readonly size: number;
+
+  constructor(options: CodecPoolOptions = {}) {
+    this.size = Math.max(1, Math.floor(options.size ?? availableParallelism()));
+    this.piscina = new Piscina({
+      filename: WORKER,
+      minThreads: 0,
+      maxThreads: this.size,
+      idleTimeout: options.idleTimeoutMs ?? 30_000,
+    });
+  }
+
+  private async run(task: CodecTask, buffer: ArrayBuffer): Promise<CodecTaskResult> {
+    try {
+      return (await this.piscina.run(task, { transferList: [buffer] })) as CodecTaskResult;
+    } catch (e) {
+      return rethrow(e);
+    }
+  }
+
+  async decodeFrame(bytes: Uint8Array, transferSyntaxUid: string, info: FrameInfo, options: TransferOption = {}): Promise<DecodedFrame> {
+    const out = outgoing(bytes, options.transfer);
+    const result = await this.run({ op: "decode", bytes: out.bytes, syntax: transferSyntaxUid, info }, out.buffer);
+    return { pixels: result.bytes, info: result.info };
+  }
+
+  async encodeFrame(frame: DecodedFrame, transferSyntaxUid: string, options: EncodeOptions & TransferOption = {}): Promise<EncodedFrame> {
+    const { transfer, ...encodeOptions } = options;
+    const out = outgoing(frame.pixels, transfer);
+    const result = await this.run(
+      { op: "encode", pixels: out.bytes, info: frame.info, syntax: transferSyntaxUid, options: encodeOptions },
+      out.buffer,
+    );
+    return { bytes: result.bytes, info: result.info, lossy: result.lossy ?? false, lossyRatio: result.lossyRatio, method: result.method };
+  }
+
+  /** Same as transcode.ts `transcodeFrame`, in a worker. Usable as `transcodeDataset`'s `transcodeFrame` option. */
+  transcodeFrame = async (
+    bytes: Uint8Array,
+    fromSyntax: string,
+    info: FrameInfo,
+    toSyntax: string,
+    options: TranscodeOptions & TransferOption = {},
+  ): Promise<TranscodedFrame> => {
+    const { transfer, ...transcodeOptions } = options;
+    const out = outgoing(bytes, transfer);
+    const result = await this.run(
+      { op: "transcode", bytes: out.bytes, from: fromSyntax, info, to: toSyntax, options: transcodeOptions },
+      out.buffer,
+    );
+    return {
+      bytes: result.bytes,
+      info: result.info,
+      mediaType: result.mediaType ?? "application/octet-stream",
+      lossy: result.lossy ?? false,
+      lossyRatio: result.lossyRatio,
+      method: result.method,
+    };
+  };
+
+  /** Runs render-worker.ts's `renderTask` in the same threads; the frames' pixels are copied once and moved. */
+  async render(task: RenderTask): Promise<ArrayBuffer> {
+    const transferList: ArrayBuffer[] = [];
+    const frames = task.frames.map((f) => {
+      const bytes = f.pixels instanceof Uint8Array ? f.pixels : new Uint8Array(f.pixels);
+      const out = outgoing(bytes, false);
+      transferList.push(out.buffer);
+      return { info: f.info, pixels: out.bytes };
+    });
+    return (await this.piscina.run({ ...task, frames }, { filename: RENDER_WORKER, name: "renderTask", transferList })) as ArrayBuffer;
+  }
+
+  /** Tasks waiting for a thread. */
+  get queued(): number {
+    return this.piscina.queueSize;
+  }
+
+  close(): Promise<void> {
+    return this.piscina.destroy();
+  }
+}
+
+let shared: CodecPool | undefined;
+
+/** The process-wide pool, made on first use (options count only then). */
+export function codecPool(options?: CodecPoolOptions): CodecPool {
+  shared ??= new CodecPool(options);
+  return shared;
+}
+
+/** Stops the process-wide pool's threads (a later `codecPool()` makes a new one). */
+export async function closeCodecPool(): Promise<void> {
+  const pool = shared;
+  shared = undefined;
+  await pool?.close();
+}
