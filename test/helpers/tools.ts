@@ -27,6 +27,12 @@ export const TOOLS = {
   dcmftest: { command: "dcmftest", aptPackage: "dcmtk" },
   dcm2xml: { command: "dcm2xml", aptPackage: "dcmtk" },
   dcmj2pnm: { command: "dcmj2pnm", aptPackage: "dcmtk" },
+  dcmcrle: { command: "dcmcrle", aptPackage: "dcmtk" },
+  dcmdrle: { command: "dcmdrle", aptPackage: "dcmtk" },
+  dcmcjpeg: { command: "dcmcjpeg", aptPackage: "dcmtk" },
+  dcmdjpeg: { command: "dcmdjpeg", aptPackage: "dcmtk" },
+  dcmcjpls: { command: "dcmcjpls", aptPackage: "dcmtk" },
+  dcmdjpls: { command: "dcmdjpls", aptPackage: "dcmtk" },
   gdcmdump: { command: "gdcmdump", aptPackage: "libgdcm-tools" },
   gdcmconv: { command: "gdcmconv", aptPackage: "libgdcm-tools" },
   pydicom: {
