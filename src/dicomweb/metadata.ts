@@ -36,7 +36,9 @@ export function assembleMetadata(chunks: MetadataChunks, base: string): Buffer {
   const joined = Buffer.concat(parts);
   // Only the token right after "BulkDataURI":" is replaced: inside a JSON string value the quotes
   // would be escaped, so a stored text that looks like the token is never rewritten.
-  return joined.includes(BULK_URI_PREFIX) ? Buffer.from(joined.toString("utf8").replaceAll(BULK_URI_PREFIX, `"BulkDataURI":${JSON.stringify(base).slice(0, -1)}`)) : joined;
+  return joined.includes(BULK_URI_PREFIX)
+    ? Buffer.from(joined.toString("utf8").replaceAll(BULK_URI_PREFIX, `"BulkDataURI":${JSON.stringify(base).slice(0, -1)}`))
+    : joined;
 }
 
 export class MetadataService {

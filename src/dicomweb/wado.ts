@@ -134,7 +134,8 @@ export async function readFrames(archive: Archive, row: InstanceRow, numbers: nu
   // Deflated, big endian or bit-packed frames: re-read the instance and cut the frames out.
   const read = readDicom(await archive.blobs.readBytes(row.blobKey, { start: 0, end: row.fileSize }));
   const located = locateFrames(read.dataset);
-  const pixelVr = (read.dataset.get(Tags.PixelData) ?? read.dataset.get(Tags.FloatPixelData) ?? read.dataset.get(Tags.DoubleFloatPixelData))?.vr;
+  const pixelVr = (read.dataset.get(Tags.PixelData) ?? read.dataset.get(Tags.FloatPixelData) ?? read.dataset.get(Tags.DoubleFloatPixelData))
+    ?.vr;
   return numbers.map((frame) => {
     const location = located.frames[frame - 1];
     if (!location) throw new DicomwebError(404, `frame ${frame} of instance ${row.sopUid} cannot be located`);
