@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { dicomCoreSuite } from "./dicom-core.js";
+import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
 
 /** A goal from the issue, checked against the measured figures. */
@@ -70,7 +71,7 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite];
+const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;

@@ -397,49 +397,92 @@ function storedBits(info: FrameInfo): { shift: number; bits: number; signed: boo
   return { shift, bits, signed: info.pixelRepresentation === 1 };
 }
 
-/** The modality value of a stored bit pattern (already shifted and masked). */
-function modalityValue(pattern: number, bits: number, signed: boolean, p: Presentation): number {
-  const stored = signed && bits < 32 && pattern >= 2 ** (bits - 1) ? pattern - 2 ** bits : signed && bits === 32 ? pattern | 0 : pattern;
-  return p.modalityLut ? lutValue(p.modalityLut, stored) : stored * p.rescaleSlope + p.rescaleIntercept;
+/** The modality value of a stored value (already shifted, masked and sign-extended). */
+const modalityOf = (p: Presentation, v: number): number =>
+  p.modalityLut ? lutValue(p.modalityLut, v) : v * p.rescaleSlope + p.rescaleIntercept;
+
+type IntSamples = Uint8Array | Int8Array | Uint16Array | Int16Array | Int32Array | Uint32Array;
+
+/**
+ * Stored values of an integer frame: shifted down to bit 0, masked to BitsStored bits and
+ * sign-extended. A view of the samples when nothing needs doing (8 or 16 bits stored in as many
+ * allocated, the common case), else a new array. 32-bit values come back unsigned or signed as
+ * PixelRepresentation says.
+ */
+function storedValues(frame: DecodedFrame): IntSamples {
+  const src = samples(frame) as Uint8Array | Uint16Array | Uint32Array;
+  const { shift, bits, signed } = storedBits(frame.info);
+  const allocated = frame.info.bitsAllocated;
+  if (shift === 0 && bits === allocated) {
+    if (!signed) return src;
+    if (src instanceof Uint16Array) return new Int16Array(src.buffer, src.byteOffset, src.length);
+    if (src instanceof Uint32Array) return new Int32Array(src.buffer, src.byteOffset, src.length);
+    if (allocated === 8) return new Int8Array(src.buffer, src.byteOffset, src.length);
+  }
+  const out = new Int32Array(src.length);
+  const mask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
+  const up = 32 - bits;
+  for (let i = 0; i < src.length; i++) {
+    const pattern = ((src[i] as number) >>> shift) & mask;
+    out[i] = signed ? (pattern << up) >> up : pattern;
+  }
+  return out;
 }
+
+function minMax(values: IntSamples): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}
+
+/** Largest range of stored values mapped through one lookup table (beyond it, each pixel is computed). */
+const MAX_LUT = 1 << 16;
 
 /** Smallest and largest modality value in the frame (over the values that occur). */
 export function modalityRange(frame: DecodedFrame, p: Presentation): { min: number; max: number } {
-  const { shift, bits, signed } = storedBits(frame.info);
-  const src = samples(frame);
-  if (src instanceof Float32Array || src instanceof Float64Array) {
+  if (isFloat(frame.info)) {
+    const src = samples(frame);
     let min = Infinity;
     let max = -Infinity;
     for (let i = 0; i < src.length; i++) {
       const v = src[i] as number;
       if (!Number.isFinite(v)) continue;
-      const m = p.modalityLut ? lutValue(p.modalityLut, v) : v * p.rescaleSlope + p.rescaleIntercept;
+      const m = modalityOf(p, v);
       if (m < min) min = m;
       if (m > max) max = m;
     }
     return { min, max };
   }
-  if (bits <= 16) {
-    const mask = (1 << bits) - 1;
-    const seen = new Uint8Array(1 << bits);
-    for (let i = 0; i < src.length; i++) seen[((src[i] as number) >>> shift) & mask] = 1;
-    let min = Infinity;
-    let max = -Infinity;
-    for (let v = 0; v < seen.length; v++) {
-      if (!seen[v]) continue;
-      const m = modalityValue(v, bits, signed, p);
-      if (m < min) min = m;
-      if (m > max) max = m;
-    }
-    return { min, max };
+  const values = storedValues(frame);
+  const range = minMax(values);
+  if (!p.modalityLut) {
+    const a = modalityOf(p, range.min);
+    const b = modalityOf(p, range.max);
+    return { min: Math.min(a, b), max: Math.max(a, b) };
   }
+  // A modality LUT need not be monotonic: look at every value that occurs.
   let min = Infinity;
   let max = -Infinity;
-  const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
-  for (let i = 0; i < src.length; i++) {
-    const m = modalityValue(bits === 32 ? (src[i] as number) >>> 0 : ((src[i] as number) >>> shift) & mask, bits, signed, p);
-    if (m < min) min = m;
-    if (m > max) max = m;
+  if (range.max - range.min < MAX_LUT) {
+    const seen = new Uint8Array(range.max - range.min + 1);
+    for (let i = 0; i < values.length; i++) seen[(values[i] as number) - range.min] = 1;
+    for (let v = 0; v < seen.length; v++) {
+      if (!seen[v]) continue;
+      const m = modalityOf(p, v + range.min);
+      if (m < min) min = m;
+      if (m > max) max = m;
+    }
+  } else {
+    for (let i = 0; i < values.length; i++) {
+      const m = modalityOf(p, values[i] as number);
+      if (m < min) min = m;
+      if (m > max) max = m;
+    }
   }
   return { min, max };
 }
@@ -486,39 +529,32 @@ function resolveVoi(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Exclu
 
 function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Raster {
   const { info } = frame;
-  const { shift, bits, signed } = storedBits(info);
-  const src = samples(frame);
   const chosen = resolveVoi(frame, p, voi);
   const invert = info.photometricInterpretation === "MONOCHROME1" || p.presentationLutShape === "INVERSE";
-  const display = (pattern: number): number => {
-    const m = modalityValue(pattern, bits, signed, p);
+  /** Display value (0–255) of a modality value. */
+  const display = (m: number): number => {
+    if (Number.isNaN(m)) return invert ? 255 : 0;
     let y = chosen.kind === "window" ? applyWindow(m, chosen.window) : lutOutput(chosen.lut, m);
     if (invert) y = 255 - y;
-    const r = Math.round(y);
-    return r < 0 ? 0 : r > 255 ? 255 : r;
+    return clamp8(y);
   };
   const count = info.rows * info.columns;
   const out = new Uint8Array(count);
-  if (src instanceof Float32Array || src instanceof Float64Array) {
-    for (let i = 0; i < count; i++) {
-      const v = src[i] as number;
-      const m = p.modalityLut ? lutValue(p.modalityLut, v) : v * p.rescaleSlope + p.rescaleIntercept;
-      let y = Number.isNaN(m) ? 0 : chosen.kind === "window" ? applyWindow(m, chosen.window) : lutOutput(chosen.lut, m);
-      if (invert) y = 255 - y;
-      out[i] = clamp8(y);
-    }
-  } else if (bits <= 16) {
-    const mask = (1 << bits) - 1;
-    const lut = new Uint8Array(1 << bits);
-    for (let v = 0; v < lut.length; v++) lut[v] = display(v);
-    if (shift === 0 && mask === 0xffff && src instanceof Uint16Array) {
-      for (let i = 0; i < count; i++) out[i] = lut[src[i] as number] as number;
-    } else {
-      for (let i = 0; i < count; i++) out[i] = lut[((src[i] as number) >>> shift) & mask] as number;
-    }
+  if (isFloat(info)) {
+    const src = samples(frame);
+    for (let i = 0; i < count; i++) out[i] = display(modalityOf(p, src[i] as number));
+    return { width: info.columns, height: info.rows, channels: 1, data: out };
+  }
+  const values = storedValues(frame);
+  const { min, max } = minMax(values);
+  if (max - min < MAX_LUT) {
+    // One table over the values that occur: a pixel costs one read.
+    const lut = new Uint8Array(max - min + 1);
+    for (let v = 0; v < lut.length; v++) lut[v] = display(modalityOf(p, v + min));
+    if (min === 0) for (let i = 0; i < count; i++) out[i] = lut[values[i] as number] as number;
+    else for (let i = 0; i < count; i++) out[i] = lut[(values[i] as number) - min] as number;
   } else {
-    const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
-    for (let i = 0; i < count; i++) out[i] = display(bits === 32 ? (src[i] as number) >>> 0 : ((src[i] as number) >>> shift) & mask);
+    for (let i = 0; i < count; i++) out[i] = display(modalityOf(p, values[i] as number));
   }
   return { width: info.columns, height: info.rows, channels: 1, data: out };
 }
