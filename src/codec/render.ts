@@ -17,8 +17,9 @@
  *     ymin 0 and ymax 255, rounded to the nearest integer;
  *   Presentation LUT: inverted when Photometric Interpretation is MONOCHROME1 or Presentation LUT
  *     Shape is INVERSE (once: for MONOCHROME1 images the standard's INVERSE means the same thing).
- * For bit depths up to 16 the whole chain is folded into one lookup table indexed by the stored
- * bit pattern, so a pixel costs one table read.
+ * The whole chain is folded into one lookup table over the stored values that occur (min to max,
+ * up to 65,536 entries), so a pixel costs one table read; wider ranges (32-bit, float pixel data)
+ * are computed pixel by pixel.
  *
  * Colour: RGB as stored (samples of more than 8 bits scaled to 8); YBR_FULL and YBR_FULL_422
  * (also subsampled, as native 4:2:2 is stored) → RGB with PS3.3 C.7.6.3.1.2's equations;
@@ -790,6 +791,8 @@ export async function renderFrame(
 
 /** Default display time of a frame when the dataset has no cine attributes: 10 frames per second. */
 export const DEFAULT_FRAME_TIME_MS = 100;
+/** Largest raw size (all frames after the viewport) of an animated GIF. */
+export const MAX_ANIMATION_BYTES = 512 * 1024 * 1024;
 /** Browsers show GIF frames of under 20 ms for 100 ms: never ask for less. */
 const MIN_FRAME_TIME_MS = 20;
 
@@ -825,6 +828,17 @@ export async function renderFrames(
       max = Math.max(max, r.max);
     });
     if (max > min) shared = { kind: "window", window: autoWindow({ min, max }) };
+  }
+
+  // Every page is held raw before the GIF is encoded: bound that memory.
+  const rows = params.viewport?.sh ?? first.info.rows;
+  const columns = params.viewport?.sw ?? first.info.columns;
+  const page = viewportLayout(Math.min(columns, first.info.columns), Math.min(rows, first.info.rows), params.viewport);
+  const pageBytes = (page.width + page.left + page.right) * (page.height + page.top + page.bottom) * (isGrey(first.info) ? 1 : 3);
+  if (pageBytes * frames.length > MAX_ANIMATION_BYTES) {
+    const message = `${frames.length} frames of ${page.width + page.left + page.right}×${page.height + page.top + page.bottom} are more than the ${MAX_ANIMATION_BYTES >> 20} MiB an animated GIF may hold raw`;
+    if (params.viewport) throw new RenderParamError("viewport", `${message}: ask for a smaller viewport`);
+    throw new RenderError(`${message}: ask with a viewport that scales it down`);
   }
 
   const pages: Buffer[] = [];

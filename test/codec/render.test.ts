@@ -450,6 +450,34 @@ test("1-bit frames: 0 black, 1 white", () => {
   assert.deepEqual(grey(f, identity), [255, 0, 255, 0, 0, 255, 0, 255]);
 });
 
+test("wide value ranges (32-bit) and float pixel data are computed pixel by pixel", () => {
+  const u32: DecodedFrame = {
+    info: greyInfo({ columns: 3, bitsAllocated: 32, bitsStored: 32, highBit: 31 }),
+    pixels: new Uint8Array(Uint32Array.from([0, 2_000_000_000, 4_000_000_000]).buffer),
+  };
+  assert.deepEqual(grey(u32, identity), [0, 128, 255], "min–max over 0 … 4e9");
+  const s32: DecodedFrame = {
+    info: greyInfo({ columns: 3, bitsAllocated: 32, bitsStored: 32, highBit: 31, pixelRepresentation: 1 }),
+    pixels: new Uint8Array(Int32Array.from([-1_000_000, 0, 1_000_000]).buffer),
+  };
+  assert.deepEqual(grey(s32, identity), [0, 128, 255], "signed 32-bit");
+  const f32: DecodedFrame = {
+    info: { ...greyInfo({ columns: 4, bitsAllocated: 32, bitsStored: 32, highBit: 31 }), pixelDataVr: "OF" } as FrameInfo,
+    pixels: new Uint8Array(Float32Array.from([-0.5, 0, 0.25, 0.5]).buffer),
+  };
+  assert.deepEqual(grey(f32, identity), [0, 128, 191, 255], "Float Pixel Data, min–max");
+  assert.deepEqual(grey(f32, identity, "window=0,0.5,linear-exact"), [0, 128, 255, 255]);
+});
+
+test("an animated GIF too large to hold raw is refused before any work", async () => {
+  const frames = Array.from({ length: 40 }, () => frame16([1, 2]));
+  await assert.rejects(renderFrames(frames, identity, params("viewport=4096,4096")), (e: unknown) => {
+    assert.ok(e instanceof RenderParamError);
+    assert.match(e.reason, /40 frames of 4096×4096 are more than the 512 MiB/);
+    return true;
+  });
+});
+
 test("a frame shorter than its description is a RenderError, not a crash", () => {
   const f: DecodedFrame = { info: greyInfo({ columns: 10 }), pixels: new Uint8Array(4) };
   assert.throws(() => renderRaster(f, identity, params()), RenderError);
