@@ -5,7 +5,7 @@
 import type { Dataset, Element, Fragment } from "./dataset.js";
 import { DicomError } from "./errors.js";
 import { Tags } from "./tag.js";
-import { firstInteger } from "./values.js";
+import { firstInteger, firstString } from "./values.js";
 
 export interface PixelLayout {
   rows: number;
@@ -88,12 +88,15 @@ export function locateFrames(ds: Dataset): LocatedFrames {
     const { frames, source } = locateEncapsulated(ds, el, layout.numberOfFrames);
     return { layout, frames, indexSource: source };
   }
-  return { layout, frames: locateNative(el, layout) };
+  // Uncompressed YBR_FULL_422 / YBR_PARTIAL_422 store two pixels as Y Y Cb Cr: two samples per pixel (PS3.3 C.7.6.3.1.2).
+  const pi = firstString(ds, Tags.PhotometricInterpretation)?.trim();
+  const subsampled = (pi === "YBR_FULL_422" || pi === "YBR_PARTIAL_422") && layout.samplesPerPixel === 3;
+  return { layout, frames: locateNative(el, layout, subsampled ? 2 : layout.samplesPerPixel) };
 }
 
-function locateNative(el: Element, layout: PixelLayout): NativeFrame[] {
+function locateNative(el: Element, layout: PixelLayout, storedSamples: number): NativeFrame[] {
   const bytes = el.bytes ?? new Uint8Array(0);
-  const frameBits = layout.rows * layout.columns * layout.samplesPerPixel * layout.bitsAllocated;
+  const frameBits = layout.rows * layout.columns * storedSamples * layout.bitsAllocated;
   const needed = Math.ceil((frameBits * layout.numberOfFrames) / 8);
   if (bytes.length < needed) {
     throw new DicomError(

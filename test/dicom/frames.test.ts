@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, test } from "node:test";
-import { frameBytes, locateFrames, readDicomStrict } from "../../src/dicom/index.js";
+import { Dataset, type FrameLocation, frameBytes, locateFrames, readDicomStrict } from "../../src/dicom/index.js";
 import { dcmtkVariants } from "../helpers/corpus.js";
 import { PYDICOM_DATA, PYTHON, requireTools, run, TOOLS } from "../helpers/tools.js";
 
@@ -98,4 +98,21 @@ test("encapsulated frames equal pydicom's frames and GDCM's fragments, with and 
   for (const s of ["basic-offset-table", "markers", "one-fragment-per-frame", "single-frame"]) {
     assert.ok(sources.has(s), `no file was located by ${s}: ${[...sources].join(", ")}`);
   }
+});
+
+test("uncompressed YBR_FULL_422 frames hold two samples per pixel (Y Y Cb Cr per pixel pair)", () => {
+  const ds = new Dataset(true);
+  const us = (tag: number, v: number) => ds.set({ tag, vr: "US", bytes: Buffer.from(Uint16Array.of(v).buffer), position: -1 });
+  const cs = (tag: number, v: string) => ds.set({ tag, vr: "CS", bytes: Buffer.from(v.length % 2 ? `${v} ` : v), position: -1 });
+  us(0x00280002, 3);
+  cs(0x00280004, "YBR_FULL_422");
+  cs(0x00280008, "2");
+  us(0x00280010, 2);
+  us(0x00280011, 4);
+  us(0x00280100, 8);
+  const pixels = Uint8Array.from({ length: 2 * 4 * 2 * 2 }, (_, i) => i);
+  ds.set({ tag: 0x7fe00010, vr: "OB", bytes: pixels, position: -1 });
+  const located = locateFrames(ds);
+  assert.equal(located.frames.length, 2);
+  assert.deepEqual([...frameBytes(located.frames[1] as FrameLocation)], [...pixels.subarray(16, 32)]);
 });
