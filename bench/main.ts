@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs the benchmark suites, prints a table, optionally writes the rows as JSON.
  *
- *   node dist/bench/main.js [--quick] [--json FILE]
+ *   node dist/bench/main.js [--quick] [--json FILE] [--only NAME] [--series-size N] [--no-peer]
  *
  * A suite is a function of a context (the timer and the iteration budget) that returns rows. The
  * harness stays generic: suites for STOW-RS, QIDO-RS, frames vs Orthanc plug in through SUITES.
@@ -10,6 +10,7 @@
 import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
+import { archiveSuite } from "./archive.js";
 import { dicomCoreSuite } from "./dicom-core.js";
 import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
@@ -53,8 +54,17 @@ export interface Timing {
   batch: number;
 }
 
+/** Command-line options some suites take. */
+export interface SuiteOptions {
+  /** Instances in the archive suite's big series (default 1,000; 200 with --quick). */
+  seriesSize?: number;
+  /** False (--no-peer): leave out peer servers such as Orthanc even when installed. */
+  peer: boolean;
+}
+
 export interface SuiteContext {
   quick: boolean;
+  options: SuiteOptions;
   /** Warms `fn` up, then times it: median µs per call over several runs. */
   time(fn: () => unknown, options?: TimeOptions): Timing;
   /**
@@ -71,7 +81,7 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite];
+const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;
@@ -132,20 +142,36 @@ function makeTimers(quick: boolean): Pick<SuiteContext, "time" | "timePair"> {
 interface Args {
   quick: boolean;
   json?: string;
+  /** Run only the suites whose name contains one of these (case-insensitive). */
+  only: string[];
+  options: SuiteOptions;
 }
 
+const USAGE = "usage: node dist/bench/main.js [--quick] [--json FILE] [--only NAME]... [--series-size N] [--no-peer]\n";
+
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false };
+  const args: Args = { quick: false, only: [], options: { peer: true } };
+  const value = (i: number, name: string): string => {
+    const v = argv[i];
+    if (v === undefined || v.startsWith("--")) throw new Error(`${name} needs a value`);
+    return v;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--quick") args.quick = true;
-    else if (a === "--json") {
+    else if (a === "--only") args.only.push(value(++i, a).toLowerCase());
+    else if (a === "--no-peer") args.options.peer = false;
+    else if (a === "--series-size") {
+      const n = Number(value(++i, a));
+      if (!Number.isInteger(n) || n < 50 || n % 50 !== 0) throw new Error("--series-size must be a multiple of 50");
+      args.options.seriesSize = n;
+    } else if (a === "--json") {
       const file = argv[++i];
       if (!file) throw new Error("--json needs a file name");
       args.json = file;
     } else if (a?.startsWith("--json=")) args.json = a.slice("--json=".length);
     else if (a === "--help" || a === "-h") {
-      process.stdout.write("usage: node dist/bench/main.js [--quick] [--json FILE]\n");
+      process.stdout.write(USAGE);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -211,10 +237,13 @@ async function main(): Promise<void> {
   const busy = (loadavg()[0] ?? 0) >= availableParallelism() * 0.5;
   if (busy)
     log(`load average ${loadavg()[0]?.toFixed(2)} on ${availableParallelism()} CPU(s): other work is running, figures will be noisy`);
-  const context: SuiteContext = { quick: args.quick, ...makeTimers(args.quick), log };
+  const context: SuiteContext = { quick: args.quick, options: args.options, ...makeTimers(args.quick), log };
   const rows: BenchRow[] = [];
   const started = performance.now();
-  for (const suite of SUITES) {
+  const suites = args.only.length ? SUITES.filter((s) => args.only.some((o) => s.name.toLowerCase().includes(o))) : SUITES;
+  if (suites.length === 0)
+    throw new Error(`no suite matches --only ${args.only.join(", ")}; suites: ${SUITES.map((s) => s.name).join(", ")}`);
+  for (const suite of suites) {
     process.stdout.write(`\n[${suite.name}]\n`);
     const t0 = performance.now();
     rows.push(...(await suite.run(context)));
