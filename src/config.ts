@@ -41,6 +41,20 @@ export const ConfigSchema = z
       .int()
       .nonnegative()
       .default(256 * 1024 * 1024),
+    /** Disk budget of transcoded frames (<data>/cache/native). */
+    nativeCacheBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(1024 * 1024 * 1024),
+    /** Disk budget of rendered images and thumbnails (<data>/cache/rendered). */
+    renderedCacheBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(512 * 1024 * 1024),
+    /** Worker threads for codecs and rendering (default: one per CPU). */
+    codecThreads: z.number().int().positive().optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),

@@ -17,6 +17,7 @@ import {
   TransferSyntaxUids,
   writePart10,
 } from "../dicom/index.js";
+import { type CodecPool, canTranscode, transcodeDataset } from "../codec/index.js";
 import type { Archive } from "../store/archive.js";
 import type { BulkDataEntry, InstanceRow, Scope } from "../store/types.js";
 import { NATIVE_SYNTAXES } from "./media-types.js";
@@ -33,7 +34,10 @@ export class DicomwebError extends Error {
 /** The syntax requested: undefined (no parameter), "*" or a UID. */
 export type RequestedSyntax = string | undefined;
 
-/** The syntax an instance will be sent in, or undefined when it cannot be produced. */
+/**
+ * The syntax an instance will be sent in, or undefined when it cannot be produced. A named syntax
+ * is honoured when a codec can make it (lossy included: the client named it).
+ */
 export function targetSyntax(stored: string, requested: RequestedSyntax): string | undefined {
   if (requested === "*") return stored;
   const wanted = requested ?? TransferSyntaxUids.ExplicitVRLittleEndian;
@@ -42,7 +46,8 @@ export function targetSyntax(stored: string, requested: RequestedSyntax): string
   const wantedSyntax = lookupTransferSyntax(wanted);
   if (!storedSyntax || !wantedSyntax) return undefined;
   const nativeBoth = NATIVE_SYNTAXES.has(stored) && NATIVE_SYNTAXES.has(wanted) && !storedSyntax.encapsulated && !wantedSyntax.encapsulated;
-  return nativeBoth ? wanted : undefined;
+  if (nativeBoth) return wanted;
+  return canTranscode(NATIVE_SYNTAXES.has(stored) ? TransferSyntaxUids.ExplicitVRLittleEndian : stored, wanted) ? wanted : undefined;
 }
 
 /** Instances of a scope, or 404 with what was not found. */
@@ -66,7 +71,7 @@ export function planSyntaxes(rows: InstanceRow[], requested: RequestedSyntax): s
       throw new DicomwebError(
         406,
         `instance ${row.sopUid} is stored as ${row.transferSyntaxUid} and cannot be sent as ${requested ?? "Explicit VR Little Endian (the default)"} ` +
-          `(transcoding between compressed syntaxes is not available yet); ask with transfer-syntax=* to receive it as stored`,
+          `(no codec here can); ask with transfer-syntax=* to receive it as stored`,
       );
     }
     return target;
@@ -80,14 +85,31 @@ export interface InstancePayload {
 }
 
 /** The Part 10 bytes of an instance in the target syntax: the stored file itself when they match. */
-export async function instancePayload(archive: Archive, row: InstanceRow, target: string): Promise<InstancePayload> {
+export async function instancePayload(archive: Archive, row: InstanceRow, target: string, pool?: CodecPool): Promise<InstancePayload> {
   if (target === row.transferSyntaxUid) {
     return { transferSyntaxUid: target, size: row.fileSize, body: () => archive.blobs.read(row.blobKey) };
   }
   const bytes = await archive.blobs.readBytes(row.blobKey, { start: 0, end: row.fileSize });
   const read = readDicom(bytes);
   if (read.error) throw new DicomwebError(500, `stored instance ${row.sopUid} cannot be read: ${read.error.message}`);
-  const out = writePart10(read.dataset, { transferSyntaxUid: target });
+  const nativeBoth = NATIVE_SYNTAXES.has(row.transferSyntaxUid) && NATIVE_SYNTAXES.has(target);
+  let ds = read.dataset;
+  if (!nativeBoth && ds.has(Tags.PixelData)) {
+    try {
+      // A deflated file's pixels are already inflated here: they are Explicit VR Little Endian.
+      const fromSyntax =
+        row.transferSyntaxUid === TransferSyntaxUids.DeflatedExplicitVRLittleEndian
+          ? TransferSyntaxUids.ExplicitVRLittleEndian
+          : row.transferSyntaxUid;
+      ds = await transcodeDataset(ds, target, { fromSyntax, transcodeFrame: pool?.transcodeFrame });
+    } catch (err) {
+      throw new DicomwebError(
+        406,
+        `instance ${row.sopUid} cannot be transcoded from ${row.transferSyntaxUid} to ${target}: ${(err as Error).message}`,
+      );
+    }
+  }
+  const out = writePart10(ds, { transferSyntaxUid: target });
   return { transferSyntaxUid: target, size: out.length, body: () => Readable.from([out]) };
 }
 

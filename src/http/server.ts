@@ -5,7 +5,10 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Config } from "../config.js";
+import { join } from "node:path";
+import { CodecPool } from "../codec/index.js";
 import { MetadataService } from "../dicomweb/metadata.js";
+import { PixelService } from "../dicomweb/pixels.js";
 import type { Archive } from "../store/archive.js";
 import type { RouteContext } from "./context.js";
 import { installCors } from "./cors.js";
@@ -15,6 +18,7 @@ import { landingPage } from "./landing-page.js";
 import { metricsPlugin, recordCacheLookup } from "./metrics.js";
 import { publicBaseResolver } from "./public-url.js";
 import { qidoRoutes } from "./qido-routes.js";
+import { renderedRoutes } from "./rendered-routes.js";
 import { stowRoutes } from "./stow-routes.js";
 import { wadoRoutes } from "./wado-routes.js";
 
@@ -56,10 +60,21 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     }),
   };
   const metadata = new MetadataService(archive.index, config.metadataCacheBytes, (hit) => recordCacheLookup("metadata", hit));
+  const pool = new CodecPool({ size: config.codecThreads });
+  const pixels = new PixelService({
+    archive,
+    pool,
+    cacheDir: join(archive.dataDir, "cache"),
+    nativeCacheBytes: config.nativeCacheBytes,
+    renderedCacheBytes: config.renderedCacheBytes,
+    onLookup: (cache, hit) => recordCacheLookup(cache, hit),
+  });
+  app.addHook("onClose", async () => pool.close());
 
   await app.register(metricsPlugin, { archive });
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
-  await app.register(wadoRoutes, { ...ctx, metadata });
+  await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
+  await app.register(renderedRoutes, { ...ctx, pixels });
   await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes, metadata });
   app.addHook("onClose", async () => metadata.close());
   await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete });

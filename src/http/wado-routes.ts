@@ -7,16 +7,7 @@ import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import yazl from "yazl";
 import { type DicomJsonDataset, datasetsToXmlDocuments, isValidUid } from "../dicom/index.js";
-import {
-  DICOM,
-  DICOM_JSON,
-  DICOM_XML,
-  frameMediaType,
-  MULTIPART_RELATED,
-  NATIVE_SYNTAXES,
-  OCTET_STREAM,
-  ZIP,
-} from "../dicomweb/media-types.js";
+import { DICOM, DICOM_JSON, DICOM_XML, frameMediaType, MULTIPART_RELATED, OCTET_STREAM, ZIP } from "../dicomweb/media-types.js";
 import { type MetadataService, plainMetadata } from "../dicomweb/metadata.js";
 import {
   DicomwebError,
@@ -26,11 +17,13 @@ import {
   parseFrameList,
   planSyntaxes,
   readBulkData,
-  readFrames,
   scopeInstances,
 } from "../dicomweb/wado.js";
 import type { InstanceRow, Scope } from "../store/types.js";
-import { type MediaRange, type Negotiated, negotiate, type Offer } from "./accept.js";
+import { type MediaRange, type Negotiated, negotiate, type Offer, parseAccept } from "./accept.js";
+import type { CodecPool } from "../codec/index.js";
+import { chooseFrameRepresentation } from "../dicomweb/frame-negotiation.js";
+import type { PixelService } from "../dicomweb/pixels.js";
 import type { RouteContext } from "./context.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
 
@@ -79,7 +72,10 @@ function notModified(request: FastifyRequest, etag: string): boolean {
 
 const acceptsGzip = (request: FastifyRequest): boolean => /\bgzip\b/.test(String(request.headers["accept-encoding"] ?? ""));
 
-export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { metadata: MetadataService }): Promise<void> {
+export async function wadoRoutes(
+  app: FastifyInstance,
+  ctx: RouteContext & { metadata: MetadataService; pixels: PixelService; pool: CodecPool },
+): Promise<void> {
   const root = ctx.dicomwebPrefix;
   const { archive } = ctx;
 
@@ -95,7 +91,7 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
     const targets = planSyntaxes(rows, wanted);
     const mediaType = chosen.offer.mediaType;
     if (mediaType === DICOM) {
-      const payload = await instancePayload(archive, rows[0] as InstanceRow, targets[0] as string);
+      const payload = await instancePayload(archive, rows[0] as InstanceRow, targets[0] as string, ctx.pool);
       reply.header("Content-Length", payload.size);
       return reply.type(`${DICOM}; transfer-syntax=${payload.transferSyntaxUid}`).send(payload.body());
     }
@@ -104,7 +100,7 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
       void (async () => {
         try {
           for (const [i, row] of rows.entries()) {
-            const payload = await instancePayload(archive, row, targets[i] as string);
+            const payload = await instancePayload(archive, row, targets[i] as string, ctx.pool);
             zip.addReadStream(payload.body(), `${row.studyUid}/${row.seriesUid}/${row.sopUid}.dcm`, {
               compress: false,
               size: payload.size,
@@ -123,7 +119,7 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
     const boundary = createBoundary();
     async function* parts(): AsyncGenerator<ResponsePart> {
       for (const [i, row] of rows.entries()) {
-        const payload = await instancePayload(archive, row, targets[i] as string);
+        const payload = await instancePayload(archive, row, targets[i] as string, ctx.pool);
         yield {
           contentType: `${DICOM}; transfer-syntax=${payload.transferSyntaxUid}`,
           headers: {
@@ -184,46 +180,43 @@ export async function wadoRoutes(app: FastifyInstance, ctx: RouteContext & { met
       const numbers = parseFrameList(request.params.frames);
       const row = archive.index.instance(scope.sopUid as string);
       if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
-      const stored = row.transferSyntaxUid;
-      const native = NATIVE_SYNTAXES.has(stored);
-      const storedMedia = frameMediaType(stored);
-      const offers: Offer[] = [{ mediaType: MULTIPART_RELATED, params: { type: OCTET_STREAM } }, { mediaType: OCTET_STREAM }];
-      if (!native) offers.push({ mediaType: MULTIPART_RELATED, params: { type: storedMedia } }, { mediaType: storedMedia });
-      const chosen = choose(request, offers, "frames");
-      const partType = chosen.offer.params?.type ?? chosen.offer.mediaType;
-      const wanted = requestedSyntax(chosen.range);
-      // octet-stream means uncompressed pixels unless the client says transfer-syntax=* (as stored) or names the stored syntax.
-      if (!native && partType === OCTET_STREAM && wanted !== "*" && wanted !== stored) {
+      const choice = chooseFrameRepresentation(
+        parseAccept(request.headers.accept?.trim() ? request.headers.accept : "*/*"),
+        row.transferSyntaxUid,
+      );
+      if (!choice) {
         throw new DicomwebError(
           406,
-          `frames of instance ${row.sopUid} are stored compressed (${stored}); uncompressed frames need transcoding, which is not available yet. ` +
-            `Ask with Accept: multipart/related; type="${storedMedia}" or add transfer-syntax=* to receive them as stored`,
+          `no frame representation the Accept header allows can be made from instance ${row.sopUid} (stored as ${row.transferSyntaxUid}); ` +
+            `available: application/octet-stream (uncompressed, or transfer-syntax=* as stored), ${frameMediaType(row.transferSyntaxUid)}, ` +
+            `image/jls, image/jp2, image/jphc, image/dicom-rle and image/jpeg (lossless, or a lossy syntax when named)`,
         );
       }
-      if (wanted !== undefined && wanted !== "*" && wanted !== stored && !(native && wanted === "1.2.840.10008.1.2.1")) {
-        throw new DicomwebError(
-          406,
-          `frames of instance ${row.sopUid} are stored as ${stored} and cannot be sent as ${wanted} (no transcoding yet); use transfer-syntax=*`,
-        );
+      const count = archive.index.frames(row.sopUid)?.frames.length ?? 0;
+      const missing = numbers.find((n) => n > count);
+      if (missing !== undefined) {
+        throw new DicomwebError(404, `instance ${row.sopUid} has ${count} frame${count === 1 ? "" : "s"}; frame ${missing} does not exist`);
       }
-      const frames = await readFrames(archive, row, numbers);
-      const sentType = native ? OCTET_STREAM : partType === OCTET_STREAM ? OCTET_STREAM : storedMedia;
-      const syntaxParam = native ? "1.2.840.10008.1.2.1" : stored;
-      if (chosen.offer.mediaType !== MULTIPART_RELATED) {
-        if (frames.length !== 1)
-          throw new DicomwebError(406, `${frames.length} frames cannot be sent as a single part; accept multipart/related`);
-        return reply.type(`${sentType}; transfer-syntax=${syntaxParam}`).send((frames[0] as { bytes: Buffer }).bytes);
+      const partType = `${choice.mediaType}; transfer-syntax=${choice.transferSyntaxUid}`;
+      if (!choice.multipart) {
+        if (numbers.length !== 1)
+          throw new DicomwebError(406, `${numbers.length} frames cannot be sent as a single part; accept multipart/related`);
+        return reply.type(partType).send(await ctx.pixels.frame(row, numbers[0] as number, choice.transferSyntaxUid));
       }
       const boundary = createBoundary();
       const base = `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}/frames/`;
-      const parts = frames.map((f) => ({
-        contentType: `${sentType}; transfer-syntax=${syntaxParam}`,
-        headers: { "Content-Location": base + f.frame },
-        body: f.bytes,
-      }));
+      const pixels = ctx.pixels;
+      async function* parts(): AsyncGenerator<ResponsePart> {
+        for (const n of numbers)
+          yield {
+            contentType: partType,
+            headers: { "Content-Location": base + n },
+            body: await pixels.frame(row as InstanceRow, n, choice?.transferSyntaxUid as string),
+          };
+      }
       return reply
-        .type(multipartRelatedContentType(boundary, sentType, { "transfer-syntax": syntaxParam }))
-        .send(multipartRelatedStream(parts, { boundary, contentType: sentType }));
+        .type(multipartRelatedContentType(boundary, choice.mediaType, { "transfer-syntax": choice.transferSyntaxUid }))
+        .send(multipartRelatedStream(parts(), { boundary, contentType: partType }));
     },
   );
 

@@ -1,0 +1,125 @@
+/**
+ * Pixels on the retrieve paths: frames in the transfer syntax a viewer asked for, and rendered
+ * images. One frame request touches one frame (its byte ranges and the instance header), never the
+ * whole instance; codec and render work runs in the worker pool; results are cached on disk under
+ * keys that carry the instance's content hash: native under (instance, frame, syntax), rendered
+ * under (instance, frame, every render parameter), in two separate caches.
+ */
+import { join } from "node:path";
+import { type CodecPool, canTranscode, frameInfoOf, type FrameInfo } from "../codec/index.js";
+import { presentationOf, type Presentation } from "../codec/render.js";
+import { type RenderMediaType, type RenderParams, renderCacheKey } from "../codec/render-params.js";
+import { isLossy } from "../codec/transcode.js";
+import { type Dataset, readDicom, Tags, TransferSyntaxUids } from "../dicom/index.js";
+import type { Archive } from "../store/archive.js";
+import type { InstanceRow } from "../store/types.js";
+import { DiskCache } from "./disk-cache.js";
+import { NATIVE_SYNTAXES } from "./media-types.js";
+import { DicomwebError, readFrames } from "./wado.js";
+
+const ELE = TransferSyntaxUids.ExplicitVRLittleEndian;
+/** Headers kept in memory (the Image Pixel and presentation attributes of recently used instances). */
+const HEADER_CACHE_ENTRIES = 512;
+
+export interface PixelServiceOptions {
+  archive: Archive;
+  pool: CodecPool;
+  /** Cache folder; `native/` and `rendered/` live under it. */
+  cacheDir: string;
+  nativeCacheBytes: number;
+  renderedCacheBytes: number;
+  onLookup?: (cache: "native" | "rendered", hit: boolean) => void;
+}
+
+export class PixelService {
+  readonly nativeCache: DiskCache;
+  readonly renderedCache: DiskCache;
+  private readonly headers = new Map<string, Dataset>();
+
+  constructor(private readonly options: PixelServiceOptions) {
+    this.nativeCache = new DiskCache(join(options.cacheDir, "native"), options.nativeCacheBytes, (hit) =>
+      options.onLookup?.("native", hit),
+    );
+    this.renderedCache = new DiskCache(join(options.cacheDir, "rendered"), options.renderedCacheBytes, (hit) =>
+      options.onLookup?.("rendered", hit),
+    );
+  }
+
+  /** The instance's attributes before its pixel data (read once, then kept in a small LRU). */
+  async header(row: InstanceRow): Promise<Dataset> {
+    const cached = this.headers.get(row.sha256);
+    if (cached) {
+      this.headers.delete(row.sha256);
+      this.headers.set(row.sha256, cached);
+      return cached;
+    }
+    const { archive } = this.options;
+    const pixels = archive.index.bulkData(row.sopUid)?.find((b) => b.path === "7FE00010");
+    const rangesInFile = archive.index.frames(row.sopUid)?.rangesInFile ?? false;
+    // Only the bytes before the pixel data when its position in the file is known.
+    const end = rangesInFile && pixels && pixels.offset > 0 ? pixels.offset : row.fileSize;
+    const read = readDicom(await archive.blobs.readBytes(row.blobKey, { start: 0, end }), { untilTag: Tags.PixelData });
+    const ds = read.dataset;
+    this.headers.set(row.sha256, ds);
+    if (this.headers.size > HEADER_CACHE_ENTRIES) this.headers.delete(this.headers.keys().next().value as string);
+    return ds;
+  }
+
+  async frameInfo(row: InstanceRow): Promise<FrameInfo> {
+    return frameInfoOf(await this.header(row));
+  }
+
+  /** Can frames stored in `stored` be sent as `target`? (Lossy targets are the caller's decision.) */
+  static canProduce(stored: string, target: string): boolean {
+    if (target === stored) return true;
+    if (NATIVE_SYNTAXES.has(stored) && target === ELE) return true;
+    return canTranscode(NATIVE_SYNTAXES.has(stored) ? ELE : stored, target);
+  }
+
+  /** Frame `n` (1-based) in `target`: as stored when it matches, else transcoded (cached). */
+  async frame(row: InstanceRow, n: number, target: string): Promise<Buffer> {
+    const stored = row.transferSyntaxUid;
+    const native = NATIVE_SYNTAXES.has(stored);
+    if (target === stored || (native && target === ELE)) return (await readFrames(this.options.archive, row, [n]))[0]?.bytes as Buffer;
+    if (!PixelService.canProduce(stored, target)) throw new DicomwebError(406, `frames stored as ${stored} cannot be sent as ${target}`);
+    return this.nativeCache.get(`${row.sha256}/${n}/${target}`, async () => {
+      const [source] = await readFrames(this.options.archive, row, [n]);
+      const info = await this.frameInfo(row);
+      const out = await this.options.pool.transcodeFrame(source?.bytes as Buffer, native ? ELE : stored, info, target, { transfer: true });
+      return Buffer.from(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
+    });
+  }
+
+  /** The uncompressed pixels of frame `n`, as the renderer takes them. */
+  private async decoded(row: InstanceRow, n: number): Promise<{ info: FrameInfo; pixels: Uint8Array }> {
+    const info = await this.frameInfo(row);
+    const [source] = await readFrames(this.options.archive, row, [n]);
+    const bytes = source?.bytes as Buffer;
+    if (NATIVE_SYNTAXES.has(row.transferSyntaxUid)) return { info, pixels: bytes };
+    return this.options.pool.decodeFrame(bytes, row.transferSyntaxUid, info);
+  }
+
+  /** A rendered image of frame `n` (1-based), or of every frame for an animated GIF (`n` undefined). */
+  async rendered(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): Promise<Buffer> {
+    const frameCount = this.options.archive.index.frames(row.sopUid)?.frames.length ?? 0;
+    if (frameCount === 0) throw new DicomwebError(406, `instance ${row.sopUid} has no pixel data to render`);
+    const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
+    if (numbers.some((f) => f > frameCount))
+      throw new DicomwebError(404, `instance ${row.sopUid} has ${frameCount} frame(s); frame ${n} does not exist`);
+    return this.renderedCache.get(`${row.sha256}/${n ?? "all"}/${renderCacheKey(params, mediaType)}`, async () => {
+      const ds = await this.header(row);
+      const frames = [];
+      const presentations: Presentation[] = [];
+      for (const f of numbers) {
+        frames.push(await this.decoded(row, f));
+        presentations.push(presentationOf(ds, f - 1));
+      }
+      return Buffer.from(await this.options.pool.render({ frames, presentations, params, mediaType }));
+    });
+  }
+}
+
+/** A lossy target for a lossless source is produced only when the client named that syntax. */
+export function lossyAllowed(stored: string, target: string, named: boolean): boolean {
+  return named || !isLossy(target) || isLossy(stored);
+}

@@ -1,0 +1,145 @@
+/**
+ * Rendered resources and thumbnails (PS3.18 §10.4.1.1.3, §10.4.1.1.4 — "rendered", "thumbnail"):
+ * consumer-ready JPEG, PNG or GIF images at study, series, instance and frame level. The
+ * transfer-syntax parameter does not apply here; the rendered cache is not the native one.
+ *
+ * Choices: instance-level JPEG/PNG shows the first frame, GIF animates every frame; study and
+ * series level answer multipart/related with one image per instance; a thumbnail of a study or
+ * series is the middle instance of its first series with pixels (of a multi-frame: its middle frame).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import {
+  parseRenderParams,
+  parseThumbnailParams,
+  RenderParamError,
+  type RenderMediaType,
+  type RenderParams,
+} from "../codec/render-params.js";
+import { isValidUid } from "../dicom/index.js";
+import type { PixelService } from "../dicomweb/pixels.js";
+import { DicomwebError, notFoundReason, parseFrameList, scopeInstances } from "../dicomweb/wado.js";
+import type { InstanceRow, Scope } from "../store/types.js";
+import { negotiate, parseAccept } from "./accept.js";
+import type { RouteContext } from "./context.js";
+import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
+
+const IMAGE_TYPES: RenderMediaType[] = ["image/jpeg", "image/png", "image/gif"];
+
+interface Params {
+  study: string;
+  series?: string;
+  instance?: string;
+  frames?: string;
+}
+
+function scopeOf(p: Params): Scope {
+  for (const uid of [p.study, p.series, p.instance]) {
+    if (uid !== undefined && !isValidUid(uid))
+      throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
+  }
+  return { studyUid: p.study, seriesUid: p.series, sopUid: p.instance };
+}
+
+/** The image type asked for: a direct image/* range or the type of a multipart/related range. */
+function imageType(request: FastifyRequest): RenderMediaType {
+  const ranges = parseAccept(request.headers.accept?.trim() ? request.headers.accept : "*/*").map((r) =>
+    r.mediaType === "multipart/related" && r.params.type
+      ? {
+          ...r,
+          mediaType: r.params.type.toLowerCase(),
+          type: r.params.type.toLowerCase().split("/")[0] ?? "",
+          subtype: r.params.type.toLowerCase().split("/")[1] ?? "",
+          params: {},
+        }
+      : r,
+  );
+  const chosen = negotiate(
+    ranges,
+    IMAGE_TYPES.map((mediaType) => ({ mediaType })),
+  );
+  if (!chosen)
+    throw new DicomwebError(406, `rendered images are available as ${IMAGE_TYPES.join(", ")}; the Accept header allows none of them`);
+  return chosen.offer.mediaType as RenderMediaType;
+}
+
+function renderParams(request: FastifyRequest, thumbnail: boolean): RenderParams {
+  const q = request.url.indexOf("?");
+  const entries = [...new URLSearchParams(q >= 0 ? request.url.slice(q + 1) : "")];
+  try {
+    return thumbnail ? parseThumbnailParams(entries) : parseRenderParams(entries);
+  } catch (err) {
+    if (err instanceof RenderParamError) throw new DicomwebError(400, err.message);
+    throw err;
+  }
+}
+
+function warn(reply: FastifyReply, request: FastifyRequest, params: RenderParams): void {
+  for (const w of params.warnings) void reply.header("Warning", `299 ${request.headers.host ?? "-"} "${w.replace(/"/g, "'")}"`);
+}
+
+export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & { pixels: PixelService }): Promise<void> {
+  const root = ctx.dicomwebPrefix;
+  const { archive, pixels } = ctx;
+
+  const frameCount = (row: InstanceRow): number => archive.index.frames(row.sopUid)?.frames.length ?? 0;
+  const withPixels = (rows: InstanceRow[]): InstanceRow[] => rows.filter((r) => frameCount(r) > 0);
+
+  const single = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, thumbnail: boolean) => {
+    const scope = scopeOf(request.params);
+    const params = renderParams(request, thumbnail);
+    const mediaType = imageType(request);
+    const rows = scopeInstances(archive, scope);
+    warn(reply, request, params);
+    if (request.params.frames !== undefined) {
+      const row = rows[0] as InstanceRow;
+      const numbers = parseFrameList(request.params.frames);
+      if (numbers.length === 1 || thumbnail) {
+        return reply.type(mediaType).send(await pixels.rendered(row, numbers[0], params, mediaType));
+      }
+      return multipart(
+        reply,
+        mediaType,
+        numbers.map((n) => () => pixels.rendered(row, n, params, mediaType)),
+      );
+    }
+    if (scope.sopUid !== undefined) {
+      const row = rows[0] as InstanceRow;
+      // A thumbnail of a multi-frame instance shows its middle frame; a rendered GIF animates them all.
+      const frame = thumbnail ? Math.max(1, Math.ceil(frameCount(row) / 2)) : mediaType === "image/gif" ? undefined : 1;
+      return reply.type(mediaType).send(await pixels.rendered(row, frame, params, mediaType));
+    }
+    const images = withPixels(rows);
+    if (images.length === 0)
+      throw new DicomwebError(406, `${notFoundReason(scope).replace(/ is not stored.*/, "")} has no instance with pixel data to render`);
+    if (thumbnail) {
+      const firstSeries = images[0]?.seriesUid;
+      const series = images.filter((r) => r.seriesUid === firstSeries);
+      const row = series[Math.floor(series.length / 2)] as InstanceRow;
+      return reply.type(mediaType).send(await pixels.rendered(row, Math.max(1, Math.ceil(frameCount(row) / 2)), params, mediaType));
+    }
+    return multipart(
+      reply,
+      mediaType,
+      images.map((row) => () => pixels.rendered(row, mediaType === "image/gif" ? undefined : 1, params, mediaType)),
+    );
+  };
+
+  const multipart = (reply: FastifyReply, mediaType: string, images: Array<() => Promise<Buffer>>) => {
+    const boundary = createBoundary();
+    async function* parts(): AsyncGenerator<ResponsePart> {
+      for (const image of images) yield { body: await image() };
+    }
+    return reply
+      .type(multipartRelatedContentType(boundary, mediaType))
+      .send(multipartRelatedStream(parts(), { boundary, contentType: mediaType }));
+  };
+
+  const levels = ["/studies/:study", "/studies/:study/series/:series", "/studies/:study/series/:series/instances/:instance"];
+  for (const level of levels) {
+    app.get<{ Params: Params }>(`${root}${level}/rendered`, (request, reply) => single(request, reply, false));
+    app.get<{ Params: Params }>(`${root}${level}/thumbnail`, (request, reply) => single(request, reply, true));
+  }
+  const frames = `${root}/studies/:study/series/:series/instances/:instance/frames/:frames`;
+  app.get<{ Params: Params }>(`${frames}/rendered`, (request, reply) => single(request, reply, false));
+  app.get<{ Params: Params }>(`${frames}/thumbnail`, (request, reply) => single(request, reply, true));
+}
