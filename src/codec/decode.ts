@@ -133,9 +133,20 @@ async function decodeRle(bytes: Uint8Array, info: FrameInfo): Promise<DecodedFra
       `RLE frame has ${segments} segments, ${expectedSegments} expected for ${info.samplesPerPixel} × ${info.bitsAllocated}-bit samples`,
     );
   }
+  // Each segment must decode to one byte per pixel; the codec zero-fills a short one without a word.
+  const pixelCount = info.rows * info.columns;
   for (let i = 0; i < segments; i++) {
-    const offset = view.getUint32(4 + 4 * i, true);
-    if (offset < 64 || offset > bytes.length) throw new CodecError("CORRUPT", `RLE segment ${i + 1} offset ${offset} is outside the frame`);
+    const start = view.getUint32(4 + 4 * i, true);
+    const end = i + 1 < segments ? view.getUint32(8 + 4 * i, true) : bytes.length;
+    if (start < 64 || end > bytes.length || end < start)
+      throw new CodecError("CORRUPT", `RLE segment ${i + 1} (bytes ${start}–${end}) is outside the frame`);
+    const decoded = packBitsLength(bytes, start, end);
+    if (decoded < pixelCount) {
+      throw new CodecError(
+        "MISMATCH",
+        `RLE segment ${i + 1} decodes to ${decoded} bytes; ${info.rows}×${info.columns} pixels need ${pixelCount}`,
+      );
+    }
   }
   const pixels = await withLibrary(dcmjs, ({ NativeCodecs, Context }) => {
     try {
@@ -148,6 +159,23 @@ async function decodeRle(bytes: Uint8Array, info: FrameInfo): Promise<DecodedFra
   expectLength(pixels, decodedFrameLength(info), "RLE decode");
   cleanupUnusedBits(pixels, info);
   return { info: outputInfo(cleanedInfo(info), { planarConfiguration: 0 }), pixels };
+}
+
+/** Bytes a PackBits segment (PS3.5 G.3.1) decodes to, reading only its control bytes. */
+function packBitsLength(b: Uint8Array, start: number, end: number): number {
+  let length = 0;
+  let at = start;
+  while (at < end) {
+    const n = b[at] as number;
+    if (n < 128) {
+      length += n + 1;
+      at += n + 2;
+    } else if (n > 128) {
+      length += 257 - n;
+      at += 2;
+    } else at++;
+  }
+  return length;
 }
 
 export function contextOf(info: FrameInfo) {
@@ -264,6 +292,8 @@ async function decodeIjg(stream: Uint8Array, info: FrameInfo, header: JpegHeader
 async function decodeJpegLs(bytes: Uint8Array, info: FrameInfo): Promise<DecodedFrame> {
   const header = scanJpeg(bytes);
   if (header.sof !== 0xf7) throw new CodecError("CORRUPT", "not a JPEG-LS stream (no SOF55 frame header)");
+  // CharLS spends seconds on a stream cut short (no EOI), then fails anyway: refuse it at once.
+  if (!endsWithEoi(bytes)) throw new CodecError("CORRUPT", "JPEG-LS stream is truncated: it does not end with EOI (FFD9)");
   checkGeometry(header.rows, header.columns, header.components.length, info, "JPEG-LS");
   const result = await withLibrary(charls, (m) =>
     using(new m.JpegLSDecoder(), (decoder) => {
@@ -286,6 +316,13 @@ async function decodeJpegLs(bytes: Uint8Array, info: FrameInfo): Promise<Decoded
     pixels = planarToInterleaved(pixels, info.samplesPerPixel, info.rows * info.columns, codecBytes);
   pixels = fitWidth(pixels, codecBytes, info, false);
   return { info: outputInfo(info, { planarConfiguration: 0 }), pixels };
+}
+
+/** EOI (FFD9) at the end, allowing the trailing padding bytes a fragment may carry. */
+function endsWithEoi(b: Uint8Array): boolean {
+  let end = b.length;
+  while (end > 2 && b.length - end < 4 && (b[end - 1] === 0x00 || (b[end - 1] === 0xff && b[end - 2] !== 0xff))) end--;
+  return b[end - 2] === 0xff && b[end - 1] === 0xd9;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
  */
 import { createRequire } from "node:module";
 import dcmjsCodecs from "dcmjs-codecs";
+import { CodecError } from "./errors.js";
 
 const require = createRequire(import.meta.url);
 
@@ -146,6 +147,11 @@ type Factory<T> = (options: typeof hooks) => Promise<T>;
 
 class Lazy<T> {
   private pending?: Promise<T>;
+  private failures = 0;
+  /** Counts a failure of the current instance; returns the count. */
+  failed(): number {
+    return ++this.failures;
+  }
   constructor(private readonly load: () => Promise<T>) {}
   get(): Promise<T> {
     if (!this.pending) {
@@ -159,6 +165,7 @@ class Lazy<T> {
   }
   discard(): void {
     this.pending = undefined;
+    this.failures = 0;
   }
 }
 
@@ -179,16 +186,24 @@ export const dcmjs = new Lazy<DcmjsCodecs>(async () => {
   return { NativeCodecs, Context };
 });
 
+/** Failures inside a library before its instance is replaced (each may leak what the failed call allocated). */
+const FAILURES_BEFORE_RELOAD = 16;
+
 /**
- * Runs `fn` with a loaded library; when the call throws, the instance is discarded (its memory
- * may be inconsistent) and the error rethrown.
+ * Runs `fn` with a loaded library. When the library itself failed (an error that is not one of
+ * our own checks), the instance is replaced: at once after a WASM trap or abort (the instance is
+ * unusable), else after a few failures (each one may have leaked memory the unwound C++ or
+ * dcmjs-codecs frames held).
  */
 export async function withLibrary<T, R>(lib: Lazy<T>, fn: (module: T) => R): Promise<R> {
   const module = await lib.get();
   try {
     return fn(module);
   } catch (e) {
-    lib.discard();
+    const ours = e instanceof CodecError && e.cause === undefined;
+    const trap = (x: unknown): boolean => x instanceof Error && x.name === "RuntimeError"; // WebAssembly.RuntimeError: trap or abort
+    const fatal = trap(e) || (e instanceof CodecError && trap(e.cause));
+    if (fatal || (!ours && lib.failed() >= FAILURES_BEFORE_RELOAD)) lib.discard();
     throw e;
   }
 }
