@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import { after, before, test, type TestContext } from "node:test";
 import { gunzipSync } from "node:zlib";
 import yauzl from "yauzl";
-import { datasetToJson, readDicom } from "../../src/dicom/index.js";
+import { datasetToJson, firstInteger, readDicom } from "../../src/dicom/index.js";
 import { readParts } from "../../src/http/multipart.js";
 import {
   hasBlob,
@@ -422,7 +422,7 @@ test("instance retrieve as application/dicom without transfer-syntax is valid Ex
   }
 });
 
-test("instance retrieve with transfer-syntax=* gives the stored bytes; a compressed instance without it: 406 with a reason", async (t) => {
+test("instance retrieve with transfer-syntax=* gives the stored bytes; a compressed instance without it is decoded to Explicit VR LE; an impossible syntax: 406 with a reason", async (t) => {
   if (!needFixtures(t)) return;
   await ensureStored();
   for (const name of INITIAL) {
@@ -435,15 +435,28 @@ test("instance retrieve with transfer-syntax=* gives the stored bytes; a compres
   for (const name of ["j2k", "rle_2frame"]) {
     const f = fixture(name);
     const res = await httpRequest(instanceUrl(main, f), { headers: { accept: "application/dicom" } });
-    assert.equal(res.status, 406, `${name}: ${res.text()}`);
-    const reason = reasonOf(res);
+    assert.equal(res.status, 200, `${name}: ${res.text().slice(0, 300)}`);
+    assert.equal(res.headers["content-type"], "application/dicom; transfer-syntax=1.2.840.10008.1.2.1");
+    const decoded = readDicom(res.body);
+    assert.equal(decoded.error, undefined);
+    assert.equal(decoded.transferSyntaxUid, "1.2.840.10008.1.2.1");
+    const source = readDicom(f.bytes).dataset;
+    const rows = firstInteger(source, 0x00280010) ?? 0;
+    const columns = firstInteger(source, 0x00280011) ?? 0;
+    const samples = firstInteger(source, 0x00280002) ?? 1;
+    const bytes = Math.ceil((firstInteger(source, 0x00280100) ?? 8) / 8);
+    assert.equal(
+      decoded.dataset.get(0x7fe00010)?.bytes?.length,
+      rows * columns * samples * bytes * f.frames,
+      `${name}: uncompressed pixel data`,
+    );
+    const impossible = await httpRequest(instanceUrl(main, f), {
+      headers: { accept: "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.100" },
+    });
+    assert.equal(impossible.status, 406, `${name}: ${impossible.text()}`);
+    const reason = reasonOf(impossible);
     assert.ok(reason.includes(f.transferSyntaxUid), `reason names the stored syntax: ${reason}`);
     assert.match(reason, /transfer-syntax=\*/, "reason says how to get it as stored");
-    // The same for a study retrieve.
-    const study = await httpRequest(`${main.dicomweb}/studies/${f.studyUid}`, {
-      headers: { accept: 'multipart/related; type="application/dicom"' },
-    });
-    assert.equal(study.status, 406, name);
   }
 });
 
@@ -673,7 +686,7 @@ test("frames: native frames equal pydicom's pixels (multi-frame, big endian → 
   assert.equal(parts[0]?.location, `${instanceUrl(main, be)}/frames/2`);
 });
 
-test("frames: compressed frames (JPEG 2000, RLE) with transfer-syntax=* equal pydicom's; without it 406", async (t) => {
+test("frames: compressed frames (JPEG 2000, RLE) with transfer-syntax=* equal pydicom's; without it decoded; an impossible type 406", async (t) => {
   if (!needFixtures(t)) return;
   await ensureStored();
   for (const [name, media] of [
@@ -699,7 +712,18 @@ test("frames: compressed frames (JPEG 2000, RLE) with transfer-syntax=* equal py
       assert.ok(typedPart?.contentType.startsWith(media), typedPart?.contentType);
       assert.ok(typedPart?.bytes.equals(part.bytes));
     }
-    const refused = await httpRequest(`${instanceUrl(main, f)}/frames/1`, { headers: { accept: "application/octet-stream" } });
+    // Without transfer-syntax=*, application/octet-stream means uncompressed: decoded by the server.
+    const source = readDicom(f.bytes).dataset;
+    const frameLength =
+      (firstInteger(source, 0x00280010) ?? 0) *
+      (firstInteger(source, 0x00280011) ?? 0) *
+      (firstInteger(source, 0x00280002) ?? 1) *
+      Math.ceil((firstInteger(source, 0x00280100) ?? 8) / 8);
+    const decoded = await httpRequest(`${instanceUrl(main, f)}/frames/1`, { headers: { accept: "application/octet-stream" } });
+    assert.equal(decoded.status, 200, `${name}: ${decoded.text().slice(0, 300)}`);
+    assert.equal(decoded.headers["content-type"], "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1");
+    assert.equal(decoded.body.length, frameLength, name);
+    const refused = await httpRequest(`${instanceUrl(main, f)}/frames/1`, { headers: { accept: "video/mpeg" } });
     assert.equal(refused.status, 406, name);
     assert.match(reasonOf(refused), /transfer-syntax=\*/);
   }
