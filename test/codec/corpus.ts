@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { type Dataset, frameBytes, locateFrames, readDicom } from "../../src/dicom/index.js";
 import { decodeFrame, type DecodedFrame, frameInfoOf } from "../../src/codec/index.js";
+import { dcmjs, openjpeg, using, withLibrary } from "../../src/codec/wasm.js";
+import type { FrameInfo } from "../../src/codec/types.js";
 import { PYDICOM_DATA, PYTHON } from "../helpers/tools.js";
 
 const exec = promisify(execFile);
@@ -214,5 +216,54 @@ export function cleaned(frame: DecodedFrame): number[] {
   return values.map((v) => {
     const m = v & mask;
     return pixelRepresentation === 1 && m & sign ? m | (0xffff & ~mask) : m;
+  });
+}
+
+/** HTJ2K made by dcmjs-codecs' OpenJPH encoder (TLM markers, tile-parts per resolution): an encoder other than ours. */
+export async function dcmjsHtj2k(frame: DecodedFrame, lossy: boolean, progressionOrder: number): Promise<Uint8Array> {
+  return withLibrary(dcmjs, ({ NativeCodecs, Context }) => {
+    const { info } = frame;
+    const ctx = new Context({
+      width: info.columns,
+      height: info.rows,
+      bitsAllocated: info.bitsAllocated,
+      bitsStored: info.bitsStored,
+      samplesPerPixel: info.samplesPerPixel,
+      pixelRepresentation: info.pixelRepresentation,
+      planarConfiguration: 0,
+      photometricInterpretation: info.photometricInterpretation,
+      decodedBuffer: frame.pixels,
+    });
+    return NativeCodecs.encodeHtJpeg2000(ctx, { lossy, progressionOrder }).getEncodedBuffer() as Uint8Array;
+  });
+}
+
+/** OpenJPEG's decode of a (HT)J2K codestream, called directly (grey or 8-bit colour). */
+export async function openjpegDecode(bytes: Uint8Array): Promise<Uint8Array> {
+  return withLibrary(openjpeg, (m) =>
+    using(new m.J2KDecoder(), (d) => {
+      d.getEncodedBuffer(bytes.length).set(bytes);
+      d.decode();
+      return new Uint8Array(d.getDecodedBuffer());
+    }),
+  );
+}
+
+/** dcmjs-codecs' OpenJPH decode of an HTJ2K codestream (a third decoder). */
+export async function dcmjsHtj2kDecode(bytes: Uint8Array, info: FrameInfo): Promise<Uint8Array> {
+  return withLibrary(dcmjs, ({ NativeCodecs, Context }) => {
+    const ctx = new Context({
+      width: info.columns,
+      height: info.rows,
+      bitsAllocated: info.bitsAllocated,
+      bitsStored: info.bitsStored,
+      samplesPerPixel: info.samplesPerPixel,
+      pixelRepresentation: info.pixelRepresentation,
+      planarConfiguration: 0,
+      photometricInterpretation: "MONOCHROME2",
+      encodedBuffer: bytes,
+    });
+    if (info.samplesPerPixel === 3) ctx.setPhotometricInterpretation("RGB");
+    return NativeCodecs.decodeHtJpeg2000(ctx).getDecodedBuffer() as Uint8Array;
   });
 }

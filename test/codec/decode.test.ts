@@ -9,14 +9,24 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CodecError, type DecodedFrame, decodeFrame, frameInfoOf } from "../../src/codec/index.js";
 import { readJ2kHeader } from "../../src/codec/j2k-header.js";
-import { dcmjs, openjpeg, using, withLibrary } from "../../src/codec/wasm.js";
 import { TransferSyntaxUids as TS } from "../../src/dicom/index.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
 import { requireTools, run, TOOLS } from "../helpers/tools.js";
-import { cleaned, codecVariants, compare, decodeAll, load, pydicomFile, samples, sourcePath } from "./corpus.js";
+import {
+  cleaned,
+  codecVariants,
+  compare,
+  dcmjsHtj2k,
+  decodeAll,
+  load,
+  openjpegDecode,
+  pydicomFile,
+  samples,
+  sourcePath,
+} from "./corpus.js";
 
 const work = mkdtempSync(join(tmpdir(), "voxelgate-decode-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -90,36 +100,6 @@ test("frameInfoOf reads the Image Pixel module", () => {
   assert.equal(rgb.photometricInterpretation, "RGB");
   assert.equal(rgb.pixelDataVr, undefined, "encapsulated pixel data has no VR to swap by");
 });
-
-/** HTJ2K made by dcmjs-codecs' OpenJPH encoder (TLM markers, tile-parts per resolution): an encoder other than ours. */
-async function dcmjsHtj2k(frame: DecodedFrame, lossy: boolean, progressionOrder: number): Promise<Uint8Array> {
-  return withLibrary(dcmjs, ({ NativeCodecs, Context }) => {
-    const { info } = frame;
-    const ctx = new Context({
-      width: info.columns,
-      height: info.rows,
-      bitsAllocated: info.bitsAllocated,
-      bitsStored: info.bitsStored,
-      samplesPerPixel: info.samplesPerPixel,
-      pixelRepresentation: info.pixelRepresentation,
-      planarConfiguration: 0,
-      photometricInterpretation: info.photometricInterpretation,
-      decodedBuffer: frame.pixels,
-    });
-    return NativeCodecs.encodeHtJpeg2000(ctx, { lossy, progressionOrder }).getEncodedBuffer() as Uint8Array;
-  });
-}
-
-/** OpenJPEG's decode of a (HT)J2K codestream, called directly (grey or 8-bit colour). */
-async function openjpegDecode(bytes: Uint8Array): Promise<Uint8Array> {
-  return withLibrary(openjpeg, (m) =>
-    using(new m.J2KDecoder(), (d) => {
-      d.getEncodedBuffer(bytes.length).set(bytes);
-      d.decode();
-      return new Uint8Array(d.getDecodedBuffer());
-    }),
-  );
-}
 
 test("HTJ2K from another encoder decodes to the source exactly, and OpenJPEG agrees", async (t) => {
   if (!requireTools(t, TOOLS.pydicom)) return;
