@@ -24,8 +24,14 @@ export interface CorpusInstance {
   studyUid: string;
   seriesUid: string;
   sopUid: string;
-  /** The Part 10 file. */
-  file: Buffer;
+  /**
+   * The Part 10 file as consecutive chunks (sent as they are, never joined): for the big series,
+   * the header as our writer wrote it, then the Pixel Data element header and the pixels, which
+   * both variants share.
+   */
+  chunks: Buffer[];
+  /** Bytes in the file. */
+  length: number;
 }
 
 export interface BigSeries {
@@ -36,6 +42,8 @@ export interface BigSeries {
   rows: number;
   columns: number;
   instances: CorpusInstance[];
+  /** The pixels of each instance (frame 1), as generated. */
+  pixels: Buffer[];
   /** Total bytes of the files. */
   bytes: number;
 }
@@ -53,40 +61,49 @@ const attr = (vr: string, ...values: unknown[]): { vr: string; Value?: unknown[]
 
 if (endianness() !== "LE") throw new Error("bench/corpus.ts writes pixels through a Uint16Array: a little-endian machine is needed");
 
-/** The pixels of slice `index` of `count` (independent of the variant): what frame 1 of that instance must give back. */
+/** Stored value of a Hounsfield unit (RescaleIntercept -1024). */
+const stored = (hu: number): number => hu + 1024;
+
+/**
+ * The pixels of slice `index` of `count` (independent of the variant): what frame 1 of that
+ * instance must give back. A body disc of soft tissue in air, a bone ring, two lungs that grow and
+ * shrink along the series, painted as spans per row, then ±32 HU of seeded noise on every sample.
+ */
 export function ctPixels(index: number, count: number, rows = BIG_ROWS, columns = BIG_COLUMNS): Buffer {
   const out = Buffer.alloc(rows * columns * 2);
-  // Samples written through a 16-bit view: little endian on every machine Node runs on here; checked below.
+  // Samples written through a 16-bit view: little endian (checked above).
   const samples = new Uint16Array(out.buffer, out.byteOffset, rows * columns);
-  // xorshift32 seeded by the slice: fast, and the same numbers on every run.
-  let s = (0x9e3779b9 ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0 || 1;
   const z = count > 1 ? index / (count - 1) : 0.5; // 0 … 1 along the series
+  const size = Math.min(rows, columns);
   const cx = columns / 2;
   const cy = rows / 2;
-  const body2 = (Math.min(rows, columns) * 0.45) ** 2;
-  const lung = 0.12 * Math.min(rows, columns) * Math.sin(Math.PI * z); // lungs grow, then shrink
-  const lung2 = lung * lung;
-  const boneOuter2 = (Math.min(rows, columns) * 0.41) ** 2;
-  const boneInner2 = (Math.min(rows, columns) * 0.38) ** 2;
-  const lx = columns * 0.32;
-  const rx = columns * 0.68;
+  const lung = 0.12 * size * Math.sin(Math.PI * z);
+  /** Fills the samples of row y where (x - centre)² < radius² - dy², with `value`. */
+  const span = (y: number, dy2: number, centre: number, radius: number, value: number): void => {
+    const w2 = radius * radius - dy2;
+    if (w2 <= 0) return;
+    const w = Math.sqrt(w2);
+    const from = Math.max(0, Math.floor(centre - w) + 1);
+    const to = Math.min(columns, Math.ceil(centre + w));
+    if (to > from) samples.fill(value, y * columns + from, y * columns + to);
+  };
+  samples.fill(stored(-1000));
   for (let y = 0; y < rows; y++) {
     const dy2 = (y - cy) ** 2;
-    for (let x = 0; x < columns; x++) {
-      const r2 = (x - cx) ** 2 + dy2;
-      let hu = -1000;
-      if (r2 < body2) {
-        hu = 40;
-        if (r2 > boneInner2 && r2 < boneOuter2) hu = 700;
-        else if ((x - lx) ** 2 + dy2 < lung2 || (x - rx) ** 2 + dy2 < lung2) hu = -850;
-      }
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      s >>>= 0;
-      hu += (s & 63) - 32; // ±32 HU of noise
-      samples[y * columns + x] = hu + 1024 > 0 ? hu + 1024 : 0; // stored value = HU + 1024 (RescaleIntercept -1024)
-    }
+    span(y, dy2, cx, size * 0.45, stored(40)); // soft tissue
+    span(y, dy2, cx, size * 0.41, stored(700)); // bone ring: outer disc …
+    span(y, dy2, cx, size * 0.38, stored(40)); // … minus the inner one
+    span(y, dy2, columns * 0.32, lung, stored(-850));
+    span(y, dy2, columns * 0.68, lung, stored(-850));
+  }
+  // xorshift32 seeded by the slice: fast, and the same numbers on every run.
+  let s = (0x9e3779b9 ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0 || 1;
+  for (let i = 0; i < samples.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    const v = (samples[i] as number) + ((s >>> 0) & 63) - 32;
+    samples[i] = v > 0 ? v : 0;
   }
   return out;
 }
@@ -177,6 +194,27 @@ function part10(json: DicomJsonDataset, pixels: Buffer): Buffer {
   return writePart10(dataset, { transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN });
 }
 
+/** The 12-byte explicit VR little endian header of an OW Pixel Data element of `length` bytes. */
+function pixelDataHeader(length: number): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt16LE(0x7fe0, 0);
+  h.writeUInt16LE(0x0010, 2);
+  h.write("OW", 4, "latin1");
+  h.writeUInt32LE(length, 8);
+  return h;
+}
+
+/**
+ * The same file as `part10`, as chunks: our writer writes the header (every attribute but Pixel
+ * Data, the last one), the Pixel Data element follows as its 12-byte header and the pixels
+ * themselves, so 512 KiB is never copied (joining a 1,000-instance series is seconds here).
+ * `makeBigSeries` checks once that the chunks are byte for byte what `part10` writes.
+ */
+function part10Chunks(json: DicomJsonDataset, pixels: Buffer): Buffer[] {
+  const { dataset } = jsonToDataset(json);
+  return [writePart10(dataset, { transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN }), pixelDataHeader(pixels.length), pixels];
+}
+
 /** The big series' identity for a variant (no files): what queries and checks need. */
 export function bigSeriesIds(variant: number): Pick<BigSeries, "studyUid" | "seriesUid" | "patientName" | "studyDate"> {
   const studyUid = `${ROOT}.1.${variant}`;
@@ -190,18 +228,26 @@ export function bigSeriesIds(variant: number): Pick<BigSeries, "studyUid" | "ser
 
 /**
  * The big series: `count` instances of 512×512 16-bit CT. Pixels of slice i are the same in
- * every variant; `pixels` passes ones already made (for a second variant) to save the time.
+ * every variant; `pixels` passes the ones of another variant (shared, not copied).
  */
-export function makeBigSeries(count: number, variant: number, pixels?: (index: number) => Buffer): BigSeries {
+export function makeBigSeries(count: number, variant: number, pixels?: Buffer[]): BigSeries {
   const ids = bigSeriesIds(variant);
   const instances: CorpusInstance[] = [];
+  const made: Buffer[] = [];
   let bytes = 0;
   for (let i = 0; i < count; i++) {
-    const file = part10(bigHeader(ids, variant, i), pixels ? pixels(i) : ctPixels(i, count));
-    bytes += file.length;
-    instances.push({ studyUid: ids.studyUid, seriesUid: ids.seriesUid, sopUid: `${ids.seriesUid}.${i + 1}`, file });
+    const slice = pixels?.[i] ?? ctPixels(i, count);
+    const header = bigHeader(ids, variant, i);
+    const chunks = part10Chunks(header, slice);
+    if (i === 0 && !Buffer.concat(chunks).equals(part10(header, slice))) {
+      throw new Error("bench corpus: the file in chunks differs from what writePart10 writes");
+    }
+    const length = chunks.reduce((n, c) => n + c.length, 0);
+    bytes += length;
+    made.push(slice);
+    instances.push({ studyUid: ids.studyUid, seriesUid: ids.seriesUid, sopUid: `${ids.seriesUid}.${i + 1}`, chunks, length });
   }
-  return { ...ids, rows: BIG_ROWS, columns: BIG_COLUMNS, instances, bytes };
+  return { ...ids, rows: BIG_ROWS, columns: BIG_COLUMNS, instances, pixels: made, bytes };
 }
 
 /** Patients of the small studies; two share the family name Müller (a wildcard query finds both). */
@@ -266,7 +312,7 @@ export function makeSmallStudies(): SmallStudy[] {
           "00280103": attr("US", 0),
         };
         const file = part10(json as DicomJsonDataset, smallPixels(st * 100 + se * 10 + n));
-        return { studyUid, seriesUid, sopUid, file };
+        return { studyUid, seriesUid, sopUid, chunks: [file], length: file.length };
       });
       return { seriesUid, instances };
     });

@@ -96,13 +96,13 @@ export function decodedBody(r: Response): Buffer {
   throw new Error(`unexpected Content-Encoding ${encoding}`);
 }
 
-/** A multipart/related body of application/dicom parts, as chunks (the files are not copied). */
-export function multipartBody(files: Buffer[], type = "application/dicom"): { chunks: Buffer[]; contentType: string; length: number } {
+/** A multipart/related body of application/dicom parts (each file given as its chunks), as chunks: the files are not copied. */
+export function multipartBody(files: Buffer[][], type = "application/dicom"): { chunks: Buffer[]; contentType: string; length: number } {
   const boundary = `bench-${randomBytes(16).toString("hex")}`;
   const head = Buffer.from(`--${boundary}\r\nContent-Type: ${type}\r\n\r\n`);
   const crlf = Buffer.from("\r\n");
   const chunks: Buffer[] = [];
-  for (const file of files) chunks.push(head, file, crlf);
+  for (const file of files) chunks.push(head, ...file, crlf);
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return {
     chunks,
