@@ -5,7 +5,9 @@ export type CodecErrorCode =
   /** The frame's bytes do not decode (corrupt or truncated codestream). */
   | "CORRUPT"
   /** The frame description and the bytes disagree (sizes, sample counts). */
-  | "MISMATCH";
+  | "MISMATCH"
+  /** A pool task ran past its time limit (its worker was stopped). */
+  | "TIMEOUT";
 
 export class CodecError extends Error {
   override readonly name = "CodecError";

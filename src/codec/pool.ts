@@ -21,6 +21,11 @@ export interface CodecPoolOptions {
   size?: number;
   /** A thread idle this long exits (default 30 s); the pool starts one again when needed. */
   idleTimeoutMs?: number;
+  /**
+   * Longest a task may run (default 60 s): a hostile codestream must not hold a thread. The worker
+   * running it is stopped and the task fails with CodecError TIMEOUT.
+   */
+  taskTimeoutMs?: number;
 }
 
 export interface TransferOption {
@@ -54,9 +59,11 @@ function rethrow(e: unknown): never {
 export class CodecPool {
   private readonly piscina: Piscina;
   readonly size: number;
+  private readonly timeoutMs: number;
 
   constructor(options: CodecPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? availableParallelism()));
+    this.timeoutMs = options.taskTimeoutMs ?? 60_000;
     this.piscina = new Piscina({
       filename: WORKER,
       minThreads: 0,
@@ -66,9 +73,12 @@ export class CodecPool {
   }
 
   private async run(task: CodecTask, buffer: ArrayBuffer): Promise<CodecTaskResult> {
+    const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      return (await this.piscina.run(task, { transferList: [buffer] })) as CodecTaskResult;
+      return (await this.piscina.run(task, { transferList: [buffer], signal })) as CodecTaskResult;
     } catch (e) {
+      if (signal.aborted)
+        throw new CodecError("TIMEOUT", `codec task (${task.op}) did not finish within ${this.timeoutMs} ms`, { cause: e });
       return rethrow(e);
     }
   }
@@ -122,7 +132,16 @@ export class CodecPool {
       transferList.push(out.buffer);
       return { info: f.info, pixels: out.bytes };
     });
-    return (await this.piscina.run({ ...task, frames }, { filename: RENDER_WORKER, name: "renderTask", transferList })) as ArrayBuffer;
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      return (await this.piscina.run(
+        { ...task, frames },
+        { filename: RENDER_WORKER, name: "renderTask", transferList, signal },
+      )) as ArrayBuffer;
+    } catch (e) {
+      if (signal.aborted) throw new CodecError("TIMEOUT", `render task did not finish within ${this.timeoutMs} ms`, { cause: e });
+      throw e;
+    }
   }
 
   /** Tasks waiting for a thread. */
