@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { archiveSuite } from "./archive.js";
+import { codecsSuite } from "./codecs.js";
 import { dicomCoreSuite } from "./dicom-core.js";
 import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
@@ -81,7 +82,7 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite];
+const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite, codecsSuite];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;

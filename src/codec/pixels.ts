@@ -21,10 +21,21 @@ export function nativeFrameLength(info: FrameInfo): number {
 export const decodedFrameLength = (info: FrameInfo): number =>
   info.rows * info.columns * info.samplesPerPixel * bytesPerSample(info.bitsAllocated);
 
-/** Big endian native frame bytes to little endian, swapped in the unit of the pixel element's VR (a copy). */
+const SWAP_UNIT: Readonly<Record<string, number>> = { OB: 1, UN: 1, OW: 2, OF: 4, OL: 4, OD: 8, OV: 8 };
+
+/** Big endian native frame bytes to little endian (or back), swapped in the unit of the pixel element's VR (a copy). */
 export function bigEndianToLittle(bytes: Uint8Array, info: FrameInfo): Uint8Array {
-  const vr = (info.pixelDataVr ?? (info.bitsAllocated > 8 ? "OW" : "OB")) as Vr;
-  return swapBytesForVr(bytes, vr);
+  const vr = info.pixelDataVr ?? (info.bitsAllocated > 8 ? "OW" : "OB");
+  const unit = SWAP_UNIT[vr];
+  if (unit === undefined) return swapBytesForVr(bytes, vr as Vr);
+  const copy = Buffer.alloc(bytes.length);
+  copy.set(bytes);
+  // Node's native swaps; a trailing odd byte (never in valid pixel data) stays where it is.
+  const whole = copy.subarray(0, bytes.length - (bytes.length % unit));
+  if (unit === 2) whole.swap16();
+  else if (unit === 4) whole.swap32();
+  else if (unit === 8) whole.swap64();
+  return copy;
 }
 
 /**
