@@ -37,8 +37,3 @@ export function frameInfoOf(ds: Dataset): FrameInfo {
   if (pixel && !pixel.encapsulated) info.pixelDataVr = pixel.vr;
   return info;
 }
-
-/** Bytes of one uncompressed frame described by `info` (1-bit frames: rounded up to whole bytes). */
-export function frameLength(info: FrameInfo): number {
-  return Math.ceil((info.rows * info.columns * info.samplesPerPixel * info.bitsAllocated) / 8);
-}

@@ -6,13 +6,21 @@
  * the YBR_FULL_422 interpretation we wrote.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { CodecError, type DecodedFrame, decodeFrame, encodeFrame, encodeProblem, transcodeDataset } from "../../src/codec/index.js";
+import {
+  CodecError,
+  type DecodedFrame,
+  decodeFrame,
+  encodeFrame,
+  encodeProblem,
+  frameInfoOf,
+  transcodeDataset,
+} from "../../src/codec/index.js";
 import { readJ2kHeader } from "../../src/codec/j2k-header.js";
-import { TransferSyntaxUids as TS, writePart10 } from "../../src/dicom/index.js";
+import { type Dataset, readDicom, TransferSyntaxUids as TS, writePart10 } from "../../src/dicom/index.js";
 import { requireTools, run, TOOLS } from "../helpers/tools.js";
 import {
   cleaned,
@@ -251,3 +259,29 @@ test("the input frame is not modified by encoding", async (t) => {
   for (const syntax of [TS.RLELossless, TS.JPEGLSLossless, TS.HTJ2KLossless]) await encodeFrame(source, syntax);
   assert.ok(before.equals(Buffer.from(source.pixels)));
 });
+
+test("native YBR_FULL_422 frames (two samples per pixel) expand to YBR_FULL as GDCM does", async (t) => {
+  if (!requireTools(t, TOOLS.gdcmconv)) return;
+  const file = pydicomFile("SC_ybr_full_422_uncompressed.dcm");
+  const { dataset, syntax } = loadHeader(file);
+  const info = frameInfoOf(dataset);
+  const stored = dataset.get(0x7fe00010)?.bytes;
+  assert.ok(stored);
+  const frame = await decodeFrame(stored, syntax, info);
+  assert.equal(frame.info.photometricInterpretation, "YBR_FULL_422");
+  assert.equal(frame.pixels.length, 100 * 100 * 2);
+  const rle = await encodeFrame(frame, TS.RLELossless);
+  assert.equal(rle.info.photometricInterpretation, "YBR_FULL");
+  const ours = await decodeFrame(rle.bytes, TS.RLELossless, rle.info);
+  const gdcmRle = join(work, "ybr422.rle.dcm");
+  run("gdcmconv", ["--rle", file, gdcmRle]);
+  const [gdcm] = await oracleDecode(gdcmRle, "gdcm");
+  assert.ok(gdcm);
+  assert.equal(gdcm.info.photometricInterpretation, "YBR_FULL");
+  assert.deepEqual(compare(samples(ours), samples(gdcm)), { differ: 0, max: 0 });
+});
+
+function loadHeader(path: string): { dataset: Dataset; syntax: string } {
+  const read = readDicom(readFileSync(path));
+  return { dataset: read.dataset, syntax: read.transferSyntaxUid };
+}
