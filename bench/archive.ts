@@ -241,6 +241,16 @@ export const archiveSuite: Suite = {
     check(count >= 50 && count % 50 === 0, `--series-size must be a multiple of 50 (got ${count})`);
     const notes: string[] = [];
 
+    // -- Is the peer there? (before the corpus: fail fast under CI)
+    const wantPeer = context.options.peer !== false;
+    const peerInstalled = orthancInstalled();
+    if (wantPeer && !peerInstalled) {
+      const message = `Orthanc not installed (apt-get install ${ORTHANC_PACKAGES})`;
+      if (process.env.CI === "true") throw new Error(`CI is missing the bench's peer: ${message}`);
+      notes.push(message);
+      context.log(`${message}: Voxelgate runs alone`);
+    } else if (!wantPeer) notes.push("Orthanc left out (--no-peer)");
+
     // -- Corpus
     let t0 = performance.now();
     const big = makeBigSeries(count, 0);
@@ -252,15 +262,6 @@ export const archiveSuite: Suite = {
     );
 
     // -- Servers
-    const wantPeer = context.options.peer !== false;
-    const peerInstalled = orthancInstalled();
-    if (wantPeer && !peerInstalled) {
-      const message = `Orthanc not installed (apt-get install ${ORTHANC_PACKAGES})`;
-      if (process.env.CI === "true") throw new Error(`CI is missing the bench's peer: ${message}`);
-      notes.push(message);
-      context.log(`${message}: Voxelgate runs alone`);
-    } else if (!wantPeer) notes.push("Orthanc left out (--no-peer)");
-
     t0 = performance.now();
     const started = await Promise.allSettled([startVoxelgate(), wantPeer && peerInstalled ? startOrthanc() : Promise.resolve(undefined)]);
     const servers = started.flatMap((s) => (s.status === "fulfilled" && s.value ? [s.value] : []));
