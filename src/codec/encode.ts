@@ -12,6 +12,7 @@
  * | JPEG-LS lossless (4.80) | CharLS (cornerstone) | PI as given, sample interleaved |
  * | JPEG 2000 lossless (4.90) | OpenJPEG (cornerstone); dcmjs-codecs if it fails | colour: RCT, PI YBR_RCT |
  * | HTJ2K lossless (4.201), HTJ2K RPCL (4.202) | OpenJPH (cornerstone) | colour: RCT, PI YBR_RCT; 4.202: RPCL, TLM, tile-parts per resolution |
+ * | JPEG 2000 (4.91), HTJ2K (4.203) | as 4.90 / 4.201 | a reversible codestream: these syntaxes allow lossless ones; not lossy |
  *
  * Before a compressed encode the samples go through GDCM's cleanup (Bits Stored < Bits Allocated:
  * sign-extended or masked), planar data is interleaved, and 4:2:2 YBR is expanded to YBR_FULL.
@@ -78,6 +79,9 @@ export const ENCODABLE_SYNTAXES: ReadonlySet<string> = new Set<string>([
   TS.JPEG2000Lossless,
   TS.HTJ2KLossless,
   TS.HTJ2KLosslessRPCL,
+  // "Lossless or lossy" syntaxes, written with a reversible (lossless) codestream.
+  TS.JPEG2000,
+  TS.HTJ2K,
 ]);
 
 /**
@@ -100,9 +104,14 @@ export function encodeProblem(info: FrameInfo, transferSyntaxUid: string): strin
     return undefined;
   }
   const j2k =
-    transferSyntaxUid === TS.JPEG2000Lossless || transferSyntaxUid === TS.HTJ2KLossless || transferSyntaxUid === TS.HTJ2KLosslessRPCL;
+    transferSyntaxUid === TS.JPEG2000Lossless ||
+    transferSyntaxUid === TS.JPEG2000 ||
+    transferSyntaxUid === TS.HTJ2KLossless ||
+    transferSyntaxUid === TS.HTJ2KLosslessRPCL ||
+    transferSyntaxUid === TS.HTJ2K;
   if (spp === 3 && ba === 16 && j2k) return "16-bit colour cannot be encoded in JPEG 2000 by the available codecs";
-  if (spp === 3 && transferSyntaxUid !== TS.JPEG2000Lossless && j2k && info.photometricInterpretation !== "RGB") {
+  const classic = transferSyntaxUid === TS.JPEG2000Lossless || transferSyntaxUid === TS.JPEG2000;
+  if (spp === 3 && !classic && j2k && info.photometricInterpretation !== "RGB") {
     return `HTJ2K colour encoding needs RGB samples (OpenJPH's wrapper reads colour lines only through the RCT), not ${info.photometricInterpretation}`;
   }
   return undefined;
@@ -129,6 +138,7 @@ export async function encodeFrame(frame: DecodedFrame, transferSyntaxUid: string
     case TS.JPEGLSLossless:
       return encodeJpegLs(pixels, info);
     case TS.JPEG2000Lossless:
+    case TS.JPEG2000:
       return encodeJ2k(pixels, info);
     default:
       return encodeHtj2k(pixels, info, transferSyntaxUid === TS.HTJ2KLosslessRPCL);

@@ -192,6 +192,8 @@ test("transcodeFrame: same syntax passes through, native to native only swaps, m
     [TS.JPEG2000Lossless, "image/jp2", false],
     [TS.HTJ2KLossless, "image/jphc", false],
     [TS.HTJ2KLosslessRPCL, "image/jphc", false],
+    [TS.HTJ2K, "image/jphc", false],
+    [TS.JPEG2000, "image/jp2", false],
   ];
   for (const [target, mediaType, lossy] of expected) {
     const out = await transcodeFrame(frame, syntax, info, target);
@@ -218,7 +220,8 @@ test("planning: canTranscode, isLossy, frame media types, and the syntax found f
   assert.equal(canTranscode(TS.JPEGBaseline8Bit, TS.ExplicitVRLittleEndian), true);
   assert.equal(canTranscode(TS.ExplicitVRLittleEndian, TS.JPEGBaseline8Bit), true, "possible; WADO decides whether it was asked for");
   assert.equal(canTranscode(TS.HTJ2K, TS.HTJ2KLosslessRPCL), true);
-  assert.equal(canTranscode(TS.ExplicitVRLittleEndian, TS.JPEG2000), false, "no lossy J2K encoder");
+  assert.equal(canTranscode(TS.ExplicitVRLittleEndian, TS.JPEG2000), true, "written with a reversible codestream");
+  assert.equal(canTranscode(TS.ExplicitVRLittleEndian, TS.JPEGLSNearLossless), false);
   assert.equal(canTranscode(TS.ExplicitVRLittleEndian, TS.JPEGExtended12Bit), false);
   assert.equal(canTranscode("1.2.840.10008.1.2.4.100", TS.ExplicitVRLittleEndian), false, "video is not decoded");
   assert.equal(canTranscode("1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.100"), true, "as stored");
