@@ -12,7 +12,7 @@ import { type RenderMediaType, type RenderParams, renderCacheKey } from "../code
 import { isLossy } from "../codec/transcode.js";
 import { type Dataset, readDicom, Tags, TransferSyntaxUids } from "../dicom/index.js";
 import type { Archive } from "../store/archive.js";
-import type { InstanceRow } from "../store/types.js";
+import type { FrameRanges, InstanceRow } from "../store/types.js";
 import { DiskCache } from "./disk-cache.js";
 import { NATIVE_SYNTAXES } from "./media-types.js";
 import { DicomwebError, readFrames } from "./wado.js";
@@ -35,6 +35,7 @@ export class PixelService {
   readonly nativeCache: DiskCache;
   readonly renderedCache: DiskCache;
   private readonly headers = new Map<string, Dataset>();
+  private readonly tables = new Map<string, { frames: FrameRanges[]; rangesInFile: boolean }>();
 
   constructor(private readonly options: PixelServiceOptions) {
     this.nativeCache = new DiskCache(join(options.cacheDir, "native"), options.nativeCacheBytes, (hit) =>
@@ -65,6 +66,23 @@ export class PixelService {
     return ds;
   }
 
+  /** The instance's frame table (byte ranges), kept in a small LRU: a frame request then costs one read. */
+  frameTable(row: InstanceRow): { frames: FrameRanges[]; rangesInFile: boolean } {
+    let table = this.tables.get(row.sha256);
+    if (table) {
+      this.tables.delete(row.sha256);
+    } else {
+      table = this.options.archive.index.frames(row.sopUid) ?? { frames: [], rangesInFile: true };
+      if (this.tables.size >= HEADER_CACHE_ENTRIES) this.tables.delete(this.tables.keys().next().value as string);
+    }
+    this.tables.set(row.sha256, table);
+    return table;
+  }
+
+  private readFrame(row: InstanceRow, n: number): Promise<Buffer> {
+    return readFrames(this.options.archive, row, [n], this.frameTable(row)).then((f) => f[0]?.bytes as Buffer);
+  }
+
   async frameInfo(row: InstanceRow): Promise<FrameInfo> {
     return frameInfoOf(await this.header(row));
   }
@@ -80,12 +98,12 @@ export class PixelService {
   async frame(row: InstanceRow, n: number, target: string): Promise<Buffer> {
     const stored = row.transferSyntaxUid;
     const native = NATIVE_SYNTAXES.has(stored);
-    if (target === stored || (native && target === ELE)) return (await readFrames(this.options.archive, row, [n]))[0]?.bytes as Buffer;
+    if (target === stored || (native && target === ELE)) return this.readFrame(row, n);
     if (!PixelService.canProduce(stored, target)) throw new DicomwebError(406, `frames stored as ${stored} cannot be sent as ${target}`);
     return this.nativeCache.get(`${row.sha256}/${n}/${target}`, async () => {
-      const [source] = await readFrames(this.options.archive, row, [n]);
+      const source = await this.readFrame(row, n);
       const info = await this.frameInfo(row);
-      const out = await this.options.pool.transcodeFrame(source?.bytes as Buffer, native ? ELE : stored, info, target, { transfer: true });
+      const out = await this.options.pool.transcodeFrame(source, native ? ELE : stored, info, target, { transfer: true });
       return Buffer.from(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
     });
   }
@@ -93,15 +111,14 @@ export class PixelService {
   /** The uncompressed pixels of frame `n`, as the renderer takes them. */
   private async decoded(row: InstanceRow, n: number): Promise<{ info: FrameInfo; pixels: Uint8Array }> {
     const info = await this.frameInfo(row);
-    const [source] = await readFrames(this.options.archive, row, [n]);
-    const bytes = source?.bytes as Buffer;
+    const bytes = await this.readFrame(row, n);
     if (NATIVE_SYNTAXES.has(row.transferSyntaxUid)) return { info, pixels: bytes };
     return this.options.pool.decodeFrame(bytes, row.transferSyntaxUid, info);
   }
 
   /** A rendered image of frame `n` (1-based), or of every frame for an animated GIF (`n` undefined). */
   async rendered(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): Promise<Buffer> {
-    const frameCount = this.options.archive.index.frames(row.sopUid)?.frames.length ?? 0;
+    const frameCount = this.frameTable(row).frames.length;
     if (frameCount === 0) throw new DicomwebError(406, `instance ${row.sopUid} has no pixel data to render`);
     const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
     if (numbers.some((f) => f > frameCount))

@@ -19,7 +19,7 @@ import {
 } from "../dicom/index.js";
 import { type CodecPool, canTranscode, transcodeDataset } from "../codec/index.js";
 import type { Archive } from "../store/archive.js";
-import type { BulkDataEntry, InstanceRow, Scope } from "../store/types.js";
+import type { BulkDataEntry, FrameRanges, InstanceRow, Scope } from "../store/types.js";
 import { NATIVE_SYNTAXES } from "./media-types.js";
 
 export class DicomwebError extends Error {
@@ -136,8 +136,13 @@ export interface FramePayload {
 }
 
 /** Reads the requested frames of an instance (1-based numbers); 404 for a frame out of range. */
-export async function readFrames(archive: Archive, row: InstanceRow, numbers: number[]): Promise<FramePayload[]> {
-  const table = archive.index.frames(row.sopUid);
+export async function readFrames(
+  archive: Archive,
+  row: InstanceRow,
+  numbers: number[],
+  known?: { frames: FrameRanges[]; rangesInFile: boolean },
+): Promise<FramePayload[]> {
+  const table = known ?? archive.index.frames(row.sopUid);
   if (!table || table.frames.length === 0) throw new DicomwebError(404, `instance ${row.sopUid} has no pixel data, so it has no frames`);
   const count = table.frames.length;
   const bad = numbers.find((n) => n > count);

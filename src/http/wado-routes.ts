@@ -133,7 +133,7 @@ export async function wadoRoutes(
     const typeParams: Record<string, string> = uniform && wanted !== "*" ? { "transfer-syntax": targets[0] as string } : {};
     return reply
       .type(multipartRelatedContentType(boundary, DICOM, typeParams))
-      .send(multipartRelatedStream(parts(), { boundary, contentType: DICOM }));
+      .send(multipartRelatedStream(parts(), { boundary, contentType: DICOM, highWaterMark: 1024 * 1024 }));
   };
   app.get(`${root}/studies/:study`, retrieve);
   app.get(`${root}/studies/:study/series/:series`, retrieve);
@@ -192,7 +192,7 @@ export async function wadoRoutes(
             `image/jls, image/jp2, image/jphc, image/dicom-rle and image/jpeg (lossless, or a lossy syntax when named)`,
         );
       }
-      const count = archive.index.frames(row.sopUid)?.frames.length ?? 0;
+      const count = ctx.pixels.frameTable(row).frames.length;
       const missing = numbers.find((n) => n > count);
       if (missing !== undefined) {
         throw new DicomwebError(404, `instance ${row.sopUid} has ${count} frame${count === 1 ? "" : "s"}; frame ${missing} does not exist`);

@@ -87,6 +87,36 @@ class FileArchive implements Archive {
       p.settled = true;
       return p;
     });
+    // Group commit: requests that arrive while a commit is running share the next one, so
+    // concurrent small STOWs pay one round of syncs together instead of one each.
+    return new Promise<IngestResult[]>((resolve) => {
+      this.commitQueue.push({ staged, resolve });
+      if (!this.committing) void this.drainCommits();
+    });
+  }
+
+  private readonly commitQueue: Array<{ staged: StagedInstance[]; resolve: (results: IngestResult[]) => void }> = [];
+  private committing = false;
+
+  private async drainCommits(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.commitQueue.length > 0) {
+        const group = this.commitQueue.splice(0);
+        const all = group.flatMap((g) => g.staged);
+        const results = await this.commitBatch(all).catch((err: unknown) => all.map(() => failureResult(err)));
+        let offset = 0;
+        for (const g of group) {
+          g.resolve(results.slice(offset, offset + g.staged.length));
+          offset += g.staged.length;
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  private async commitBatch(staged: StagedInstance[]): Promise<IngestResult[]> {
     const results: IngestResult[] = new Array<IngestResult>(staged.length);
     const toCommit: Array<{ index: number; record: InstanceRecord; path: string }> = [];
     staged.forEach((p, index) => {
