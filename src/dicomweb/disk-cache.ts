@@ -79,6 +79,17 @@ export class DiskCache {
     }
   }
 
+  /** Drops every entry whose key starts with `prefix` (an instance's content hash when it is deleted). */
+  async forget(prefix: string): Promise<number> {
+    const doomed = [...this.entries.keys()].filter((k) => k.startsWith(prefix));
+    for (const key of doomed) {
+      this.bytes -= this.entries.get(key) ?? 0;
+      this.entries.delete(key);
+      await unlink(this.fileOf(key)).catch(() => undefined);
+    }
+    return doomed.length;
+  }
+
   /** Bytes held (for metrics and tests). */
   get size(): number {
     return this.bytes;

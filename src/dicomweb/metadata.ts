@@ -56,9 +56,10 @@ export class MetadataService {
 
   /** The metadata document for a scope, or undefined when the scope does not exist. */
   get(scope: Scope, base: string): MetadataDocument | undefined {
-    const chunks = this.index.metadata(scope);
-    if (!chunks) return undefined;
-    const key = `${scope.studyUid}/${scope.seriesUid ?? ""}/${scope.sopUid ?? ""}|${chunks.version}|${base}`;
+    // The version alone decides a hit: the chunks are read only to assemble a missing document.
+    const version = this.index.metadataVersion(scope);
+    if (version === undefined) return undefined;
+    const key = `${scope.studyUid}/${scope.seriesUid ?? ""}/${scope.sopUid ?? ""}|${version}|${base}`;
     const cached = this.cache.get(key);
     if (cached) {
       // Map order is the LRU order: move to the end.
@@ -70,6 +71,8 @@ export class MetadataService {
     }
     this.misses++;
     this.onLookup?.(false);
+    const chunks = this.index.metadata(scope);
+    if (!chunks) return undefined;
     const json = assembleMetadata(chunks, base);
     const etag = createHash("sha1").update(key).digest("base64url");
     const doc: MetadataDocument = { gzip: gzipSync(json, { level: 4 }), length: json.length, etag };

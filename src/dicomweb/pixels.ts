@@ -6,7 +6,7 @@
  * under (instance, frame, every render parameter), in two separate caches.
  */
 import { join } from "node:path";
-import { type CodecPool, canTranscode, frameInfoOf, type FrameInfo } from "../codec/index.js";
+import { CodecError, type CodecPool, canTranscode, frameInfoOf, type FrameInfo } from "../codec/index.js";
 import { presentationOf, type Presentation } from "../codec/render.js";
 import { type RenderMediaType, type RenderParams, renderCacheKey } from "../codec/render-params.js";
 import { isLossy } from "../codec/transcode.js";
@@ -103,9 +103,24 @@ export class PixelService {
     return this.nativeCache.get(`${row.sha256}/${n}/${target}`, async () => {
       const source = await this.readFrame(row, n);
       const info = await this.frameInfo(row);
-      const out = await this.options.pool.transcodeFrame(source, native ? ELE : stored, info, target, { transfer: true });
+      const out = await this.options.pool
+        .transcodeFrame(source, native ? ELE : stored, info, target, { transfer: true })
+        .catch((err: unknown) => {
+          // Pixels this syntax cannot hold (e.g. 16-bit samples as baseline JPEG) are a 406, not a server error.
+          if (err instanceof CodecError && err.code === "UNSUPPORTED")
+            throw new DicomwebError(406, `frame ${n} of instance ${row.sopUid}: ${err.message}`);
+          throw err;
+        });
       return Buffer.from(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
     });
+  }
+
+  /** Drops the cached frames, images and header of an instance (deleted: its pixels must not linger on disk). */
+  async forget(row: InstanceRow): Promise<void> {
+    this.headers.delete(row.sha256);
+    this.tables.delete(row.sha256);
+    await this.nativeCache.forget(`${row.sha256}/`);
+    await this.renderedCache.forget(`${row.sha256}/`);
   }
 
   /** The uncompressed pixels of frame `n`, as the renderer takes them. */

@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { isValidUid } from "../dicom/index.js";
 import { DicomwebError, notFoundReason } from "../dicomweb/wado.js";
+import type { PixelService } from "../dicomweb/pixels.js";
 import type { Scope } from "../store/types.js";
 import type { RouteContext } from "./context.js";
 
@@ -14,7 +15,10 @@ interface ScopeParams {
   instance?: string;
 }
 
-export async function deleteRoutes(app: FastifyInstance, ctx: RouteContext & { allowDelete: boolean }): Promise<void> {
+export async function deleteRoutes(
+  app: FastifyInstance,
+  ctx: RouteContext & { allowDelete: boolean; pixels: PixelService },
+): Promise<void> {
   const root = ctx.dicomwebPrefix;
   const remove = async (request: FastifyRequest<{ Params: ScopeParams }>, reply: FastifyReply) => {
     if (!ctx.allowDelete) {
@@ -30,7 +34,9 @@ export async function deleteRoutes(app: FastifyInstance, ctx: RouteContext & { a
         throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
     }
     const scope: Scope = { studyUid: study, seriesUid: series, sopUid: instance };
+    const rows = ctx.archive.index.instances(scope);
     const removed = await ctx.archive.delete(scope);
+    for (const row of rows) await ctx.pixels.forget(row);
     if (removed === 0) throw new DicomwebError(404, notFoundReason(scope));
     return reply.code(200).type("application/json; charset=utf-8").send({ deletedInstances: removed });
   };

@@ -77,7 +77,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   await app.register(renderedRoutes, { ...ctx, pixels });
   await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes, metadata });
   app.addHook("onClose", async () => metadata.close());
-  await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete });
+  await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
 
   app.get("/", async (request, reply) => {
     const html = landingPage({

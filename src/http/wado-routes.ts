@@ -201,7 +201,8 @@ export async function wadoRoutes(
       if (!choice.multipart) {
         if (numbers.length !== 1)
           throw new DicomwebError(406, `${numbers.length} frames cannot be sent as a single part; accept multipart/related`);
-        return reply.type(partType).send(await ctx.pixels.frame(row, numbers[0] as number, choice.transferSyntaxUid));
+        const bytes = await ctx.pixels.frame(row, numbers[0] as number, choice.transferSyntaxUid);
+        return reply.type(partType).send(rangeOf(request, reply, bytes));
       }
       const boundary = createBoundary();
       const base = `${ctx.publicBase(request)}/studies/${row.studyUid}/series/${row.seriesUid}/instances/${row.sopUid}/frames/`;
@@ -241,17 +242,8 @@ export async function wadoRoutes(
         "bulk data",
       );
       const bytes = await readBulkData(archive, row, entry);
-      const range = parseRange(request.headers.range, bytes.length);
-      if (range === "unsatisfiable") {
-        reply.header("Content-Range", `bytes */${bytes.length}`);
-        throw new DicomwebError(416, `the Range ${request.headers.range} lies outside the ${bytes.length}-byte value`);
-      }
-      const body = range ? bytes.subarray(range.start, range.end) : bytes;
-      if (range) {
-        reply.code(206);
-        reply.header("Content-Range", `bytes ${range.start}-${range.end - 1}/${bytes.length}`);
-      }
-      reply.header("Accept-Ranges", "bytes");
+      // A Range applies to the single-part answer (a part of a multipart body has no Content-Range).
+      const body = chosen.offer.mediaType === OCTET_STREAM ? rangeOf(request, reply, bytes) : bytes;
       if (chosen.offer.mediaType === OCTET_STREAM) return reply.type(OCTET_STREAM).send(body);
       const boundary = createBoundary();
       return reply
@@ -259,6 +251,20 @@ export async function wadoRoutes(
         .send(multipartRelatedStream([{ body }], { boundary, contentType: OCTET_STREAM }));
     },
   );
+}
+
+/** The bytes a Range header asks for (206 + Content-Range), all of them without one; 416 beyond the end. */
+function rangeOf(request: FastifyRequest, reply: FastifyReply, bytes: Buffer): Buffer {
+  void reply.header("Accept-Ranges", "bytes");
+  const range = parseRange(request.headers.range, bytes.length);
+  if (range === "unsatisfiable") {
+    void reply.header("Content-Range", `bytes */${bytes.length}`);
+    throw new DicomwebError(416, `the Range ${request.headers.range} lies outside the ${bytes.length} bytes`);
+  }
+  if (!range) return bytes;
+  void reply.code(206);
+  void reply.header("Content-Range", `bytes ${range.start}-${range.end - 1}/${bytes.length}`);
+  return bytes.subarray(range.start, range.end);
 }
 
 /** A single `bytes=` range (RFC 9110 §14.1.2); undefined when absent or not a single range. */

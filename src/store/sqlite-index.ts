@@ -261,17 +261,42 @@ export class SqliteIndex implements Index {
   addBlobIntents(keys: string[]): void {
     if (keys.length === 0) return;
     const insert = this.db.prepare("INSERT OR IGNORE INTO blob_intents (key) VALUES (?)");
-    this.db.transaction(() => {
+    this.withoutSync(() => {
       for (const key of keys) insert.run(key);
-    })();
+    });
   }
 
   clearBlobIntents(keys: string[]): void {
     if (keys.length === 0) return;
     const remove = this.db.prepare("DELETE FROM blob_intents WHERE key = ?");
-    this.db.transaction(() => {
+    this.withoutSync(() => {
       for (const key of keys) remove.run(key);
-    })();
+    });
+  }
+
+  /**
+   * A transaction without its own WAL sync: it survives a process crash (the WAL is written), and
+   * the next FULL commit (the instances') syncs it to disk. Only a power loss in between could
+   * forget an intent, which leaks a file, never loses one.
+   */
+  private withoutSync(work: () => void): void {
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      this.db.transaction(work)();
+    } finally {
+      this.db.pragma("synchronous = FULL");
+    }
+  }
+
+  metadataVersion(scope: Scope): string | undefined {
+    const { where, params } = this.scopeWhere(scope);
+    const row = this.db
+      .prepare<string[], { version: number | null; n: number; pks: number | null }>(
+        `SELECT max(st.version) AS version, count(*) AS n, sum(i.pk % 2147483647) AS pks FROM ${INSTANCE_FROM} WHERE ${where}`,
+      )
+      .get(...params);
+    if (!row || row.n === 0) return undefined;
+    return `${row.version ?? 0}-${row.n}-${row.pks ?? 0}`;
   }
 
   blobIntents(): Array<{ key: string; referenced: boolean }> {
@@ -344,14 +369,11 @@ export class SqliteIndex implements Index {
       )
       .all(...params);
     if (rows.length === 0) return undefined;
-    // The study version moves on every change below it; the instance keys make the ETag scope-specific.
-    let pkSum = 0;
-    for (const r of rows) pkSum = (pkSum * 31 + r.pk) % 2147483647;
     return {
       chunks: rows.map((r) => r.metadata),
       lengths: rows.map((r) => r.metadata_length),
       crcs: rows.map((r) => r.metadata_crc32),
-      version: `${rows[0]?.version ?? 0}-${rows.length}-${pkSum}`,
+      version: this.metadataVersion(scope) ?? "0",
     };
   }
 

@@ -132,6 +132,8 @@ export interface Index {
   frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined;
   bulkData(sopUid: string): BulkDataEntry[] | undefined;
   metadata(scope: Scope): MetadataChunks | undefined;
+  /** The version `metadata(scope).version` would have, without reading the chunks (cache lookups). */
+  metadataVersion(scope: Scope): string | undefined;
   /** Durably notes blob keys whose files are about to appear or disappear (crash recovery). */
   addBlobIntents(keys: string[]): void;
   /** Forgets intents once their files are settled. */
