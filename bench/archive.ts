@@ -25,6 +25,7 @@ import { cpuSeconds, peakRssMb } from "./peers/child.js";
 import { boundaryOf, Client, DelimiterCounter, decodedBody, multipartBody, parseMultipart, type Response } from "./peers/http.js";
 import { ORTHANC_PACKAGES, orthancInstalled, type PeerServer, startOrthanc } from "./peers/orthanc.js";
 import { startVoxelgate } from "./peers/voxelgate.js";
+import { seededRandom } from "./seeded-random.js";
 
 const FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
@@ -39,18 +40,6 @@ class BenchCheckError extends Error {}
 
 function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new BenchCheckError(`wrong answer: ${message}`);
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const percentile = (values: number[], p: number): number => {

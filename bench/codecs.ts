@@ -16,6 +16,7 @@ import type { FrameInfo } from "../src/codec/types.js";
 import { dcmjs, openjpeg, using, withLibrary } from "../src/codec/wasm.js";
 import { TransferSyntaxUids as TS } from "../src/dicom/index.js";
 import type { BenchRow, Goal, Suite, SuiteContext } from "./main.js";
+import { seededRandom } from "./seeded-random.js";
 
 const SIZE = 512;
 const COLD_FRAMES = 16;
@@ -27,18 +28,6 @@ function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new BenchCheckError(`wrong answer: ${message}`);
 }
 const goal = (text: string, met: boolean): Goal => ({ text, met });
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CT_INFO: FrameInfo = {
   rows: SIZE,

@@ -25,6 +25,7 @@ import {
   writePart10,
 } from "../src/dicom/index.js";
 import type { BenchRow, Goal, Suite, SuiteContext } from "./main.js";
+import { seededRandom } from "./seeded-random.js";
 
 const DCMJS_NAME = "dcmjs 0.52.2";
 const CT_SMALL = "/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm";
@@ -40,18 +41,6 @@ class BenchCheckError extends Error {}
 
 function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new BenchCheckError(`wrong answer: ${message}`);
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A fixed, valid UID under 2.25 (a UUID-derived root), distinct per `n`. */

@@ -23,6 +23,7 @@ import type { RenderTask } from "../src/codec/render-worker.js";
 import type { DecodedFrame } from "../src/codec/types.js";
 import { jsonToDataset, writePart10 } from "../src/dicom/index.js";
 import type { BenchRow, Goal, Suite, SuiteContext } from "./main.js";
+import { seededRandom } from "./seeded-random.js";
 
 const SIZE = 512;
 const TARGET_PER_SECOND = 150;
@@ -33,18 +34,6 @@ function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new BenchCheckError(`wrong answer: ${message}`);
 }
 const goal = (text: string, met: boolean): Goal => ({ text, met });
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A CT-like phantom: air around a soft-tissue disc with bone ring and noise, stored = HU + 1024 as signed 16-bit. */
 function ctPixels(): Int16Array {

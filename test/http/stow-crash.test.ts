@@ -27,6 +27,7 @@ import {
   stowItems,
   syntheticInstance,
 } from "../helpers/archive-harness.js";
+import { seededRandom as prng } from "../../bench/seeded-random.js";
 
 const SEED = Number(process.env.CRASH_SEED ?? 20261123);
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 6);
@@ -34,18 +35,6 @@ const PER_REQUEST = 40;
 /** 1024 × 2048 8-bit pixels: ~2 MB per instance. */
 const ROWS = 1024;
 const COLUMNS = 2048;
-
-/** mulberry32: a small seeded PRNG, so a failing kill point can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Generated {
   sop: string;
