@@ -53,6 +53,17 @@ export const ConfigSchema = z
       .int()
       .nonnegative()
       .default(512 * 1024 * 1024),
+    /**
+     * Ingest policy: besides the file as received, make the frames of these modalities in this
+     * syntax right after STOW (kept in the native cache), e.g. HTJ2K lossless for progressive viewers.
+     */
+    pretranscode: z
+      .object({
+        modalities: z.array(z.string().min(1)).min(1),
+        transferSyntax: z.string().default("1.2.840.10008.1.2.4.201"),
+      })
+      .strict()
+      .optional(),
     /** Worker threads for codecs and rendering (default: one per CPU). */
     codecThreads: z.number().int().positive().optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -44,6 +44,7 @@ export const Tags = {
   SpecificCharacterSet: 0x00080005,
   SOPClassUID: 0x00080016,
   SOPInstanceUID: 0x00080018,
+  Modality: 0x00080060,
   StudyInstanceUID: 0x0020000d,
   SeriesInstanceUID: 0x0020000e,
   SamplesPerPixel: 0x00280002,

@@ -10,7 +10,7 @@ import { CodecError, type CodecPool, canTranscode, frameInfoOf, type FrameInfo }
 import { presentationOf, type Presentation } from "../codec/render.js";
 import { type RenderMediaType, type RenderParams, renderCacheKey } from "../codec/render-params.js";
 import { isLossy } from "../codec/transcode.js";
-import { type Dataset, readDicom, Tags, TransferSyntaxUids } from "../dicom/index.js";
+import { type Dataset, firstString, readDicom, Tags, TransferSyntaxUids } from "../dicom/index.js";
 import type { Archive } from "../store/archive.js";
 import type { FrameRanges, InstanceRow } from "../store/types.js";
 import { DiskCache } from "./disk-cache.js";
@@ -113,6 +113,28 @@ export class PixelService {
         });
       return Buffer.from(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
     });
+  }
+
+  /**
+   * The ingest policy "also keep a copy in another syntax": makes every frame of the instance in
+   * `syntax` (into the native cache) when its Modality is one of `modalities`. Best effort, in the
+   * background: a frame that cannot be made is simply made on request instead.
+   */
+  async pretranscode(row: InstanceRow, syntax: string, modalities: readonly string[]): Promise<number> {
+    const modality = firstString(await this.header(row), Tags.Modality)?.trim();
+    if (modality === undefined || !modalities.includes(modality) || row.transferSyntaxUid === syntax) return 0;
+    if (!PixelService.canProduce(row.transferSyntaxUid, syntax)) return 0;
+    const count = this.frameTable(row).frames.length;
+    let made = 0;
+    for (let n = 1; n <= count; n++) {
+      try {
+        await this.frame(row, n, syntax);
+        made++;
+      } catch {
+        break;
+      }
+    }
+    return made;
   }
 
   /** Drops the cached frames, images and header of an instance (deleted: its pixels must not linger on disk). */

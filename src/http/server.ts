@@ -75,7 +75,13 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
   await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
   await app.register(renderedRoutes, { ...ctx, pixels });
-  await app.register(stowRoutes, { ...ctx, maxInstanceBytes: config.maxInstanceBytes, metadata });
+  await app.register(stowRoutes, {
+    ...ctx,
+    maxInstanceBytes: config.maxInstanceBytes,
+    metadata,
+    pixels,
+    pretranscode: config.pretranscode,
+  });
   app.addHook("onClose", async () => metadata.close());
   await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
 

@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { datasetToXml, isValidUid } from "../dicom/index.js";
 import { DICOM, DICOM_JSON, DICOM_XML } from "../dicomweb/media-types.js";
 import type { MetadataService } from "../dicomweb/metadata.js";
+import type { PixelService } from "../dicomweb/pixels.js";
 import { type StowPart, StowRequestError, storeDicomParts, storeJsonParts, stowResponse } from "../dicomweb/stow.js";
 import { DicomwebError } from "../dicomweb/wado.js";
 import type { IngestResult } from "../store/ingest-result.js";
@@ -32,7 +33,12 @@ async function* stowParts(parts: AsyncIterable<Part>): AsyncGenerator<StowPart> 
 
 export async function stowRoutes(
   app: FastifyInstance,
-  ctx: RouteContext & { maxInstanceBytes: number; metadata: MetadataService },
+  ctx: RouteContext & {
+    maxInstanceBytes: number;
+    metadata: MetadataService;
+    pixels: PixelService;
+    pretranscode?: { modalities: string[]; transferSyntax: string };
+  },
 ): Promise<void> {
   const root = ctx.dicomwebPrefix;
   // Bodies reach the handlers as raw streams: nothing is buffered by Fastify.
@@ -94,6 +100,15 @@ export async function stowRoutes(
     const series = new Map<string, string>();
     for (const r of results) if (r.ok) series.set(r.seriesUid, r.studyUid);
     for (const [seriesUid, studyUid] of series) ctx.metadata.scheduleWarm({ studyUid, seriesUid }, base);
+    const policy = ctx.pretranscode;
+    if (policy) {
+      const rows = results.flatMap((r) =>
+        r.ok && (r.status === "stored" || r.status === "overwritten") ? [ctx.archive.index.instance(r.sopUid)] : [],
+      );
+      void (async () => {
+        for (const row of rows) if (row) await ctx.pixels.pretranscode(row, policy.transferSyntax, policy.modalities).catch(() => 0);
+      })();
+    }
     reply.code(outcome.status);
     if (wantsXml.offer.mediaType === DICOM_XML) return reply.type(`${DICOM_XML}; charset=utf-8`).send(datasetToXml(outcome.response));
     return reply.type(`${wantsXml.offer.mediaType}; charset=utf-8`).send(JSON.stringify(outcome.response));
