@@ -17,7 +17,8 @@ import {
 } from "../codec/render-params.js";
 import { isValidUid } from "../dicom/index.js";
 import type { PixelService } from "../dicomweb/pixels.js";
-import { DicomwebError, notFoundReason, parseFrameList, scopeInstances } from "../dicomweb/wado.js";
+import { frameMediaType } from "../dicomweb/media-types.js";
+import { DicomwebError, notFoundReason, parseFrameList, readFrames, scopeInstances } from "../dicomweb/wado.js";
 import type { InstanceRow, Scope } from "../store/types.js";
 import { negotiate, parseAccept } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -87,8 +88,18 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
   const single = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, thumbnail: boolean) => {
     const scope = scopeOf(request.params);
     const params = renderParams(request, thumbnail);
-    const mediaType = imageType(request);
     const rows = scopeInstances(archive, scope);
+    const first = rows[0] as InstanceRow;
+    // A video object renders as its own video stream (PS3.18 §8.7.4: video/mpeg, video/mp4, video/H265).
+    if (scope.sopUid !== undefined && !thumbnail && frameMediaType(first.transferSyntaxUid).startsWith("video/")) {
+      const video = frameMediaType(first.transferSyntaxUid);
+      if (!negotiate(request.headers.accept?.trim() ? request.headers.accept : "*/*", [{ mediaType: video }])) {
+        throw new DicomwebError(406, `instance ${first.sopUid} is a video; it renders as ${video}`);
+      }
+      const frames = await readFrames(archive, first, [1]);
+      return reply.type(video).send(frames[0]?.bytes);
+    }
+    const mediaType = imageType(request);
     warn(reply, request, params);
     if (request.params.frames !== undefined) {
       const row = rows[0] as InstanceRow;
@@ -104,6 +115,7 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
     }
     if (scope.sopUid !== undefined) {
       const row = rows[0] as InstanceRow;
+
       // A thumbnail of a multi-frame instance shows its middle frame; a rendered GIF animates them all.
       const frame = thumbnail ? Math.max(1, Math.ceil(frameCount(row) / 2)) : mediaType === "image/gif" ? undefined : 1;
       return reply.type(mediaType).send(await pixels.rendered(row, frame, params, mediaType));

@@ -25,6 +25,9 @@ import { BASE_URL_TOKEN } from "./archive.js";
 import { FailureReason, type IngestResult } from "./ingest-result.js";
 import type { BulkDataEntry, FrameRanges, InstanceRecord } from "./types.js";
 
+/** MPEG-2, MPEG-4 AVC/H.264 and HEVC/H.265 video transfer syntaxes (PS3.5 §8.2.5–8.2.8). */
+const VIDEO_SYNTAXES = new Set(Array.from({ length: 9 }, (_, i) => `1.2.840.10008.1.2.4.${100 + i}`));
+
 /** Binary values above this size are BulkDataURIs in metadata; smaller ones are inline. */
 export const BULK_DATA_THRESHOLD = 1024;
 
@@ -165,22 +168,28 @@ export async function materialize(staged: StagedFile, blobKey: string, expectedS
   let rangesInFile = !syntax.deflated;
   const frames: FrameRanges[] = [];
   if (ds.has(Tags.PixelData) || ds.has(Tags.FloatPixelData) || ds.has(Tags.DoubleFloatPixelData)) {
-    try {
-      const located = locateFrames(ds);
-      for (const frame of located.frames) {
-        if (frame.kind === "native") {
-          if (frame.bitOffset !== 0 || !ds.littleEndian) rangesInFile = false;
-          frames.push([{ start: frame.position, end: frame.position + Math.ceil(frame.bits / 8) }]);
-        } else {
-          frames.push(frame.fragments.map((f) => ({ start: f.position, end: f.position + f.bytes.length })));
+    const pixelElement = ds.get(Tags.PixelData);
+    if (VIDEO_SYNTAXES.has(read.transferSyntaxUid) && pixelElement?.encapsulated) {
+      // A video object is one stream over all fragments, whatever its Number of Frames says.
+      frames.push(pixelElement.encapsulated.fragments.map((f) => ({ start: f.position, end: f.position + f.bytes.length })));
+    } else {
+      try {
+        const located = locateFrames(ds);
+        for (const frame of located.frames) {
+          if (frame.kind === "native") {
+            if (frame.bitOffset !== 0 || !ds.littleEndian) rangesInFile = false;
+            frames.push([{ start: frame.position, end: frame.position + Math.ceil(frame.bits / 8) }]);
+          } else {
+            frames.push(frame.fragments.map((f) => ({ start: f.position, end: f.position + f.bytes.length })));
+          }
         }
+      } catch (err) {
+        throw new IngestFailure(
+          FailureReason.cannotUnderstand,
+          `the pixel data cannot be split into frames: ${(err as Error).message}`,
+          uids,
+        );
       }
-    } catch (err) {
-      throw new IngestFailure(
-        FailureReason.cannotUnderstand,
-        `the pixel data cannot be split into frames: ${(err as Error).message}`,
-        uids,
-      );
     }
   }
   if (!ds.littleEndian) rangesInFile = false;
