@@ -13,13 +13,20 @@
  *     concurrency 8.
  *  4. QIDO-RS: a small query mix on the stored corpus, p50/p95.
  *  5. Whole-series retrieve (multipart application/dicom, transfer-syntax=*), MB/s.
+ *  6. Rendered JPEG of an instance (Accept: image/jpeg): cold (distinct instances, each asked
+ *     once) at concurrency 2, then one instance over and over (cached) at concurrency 8, images/s.
+ *  7. Frame 1 transcoded to HTJ2K lossless (multipart image/jphc), Voxelgate only (Orthanc 1.10
+ *     cannot write HTJ2K): cold per distinct instance, then the same instances again (cached), p50.
  * Server CPU seconds per phase (/proc/<pid>/stat) and peak RSS go into the notes.
  *
  * Without Orthanc installed, Voxelgate runs alone and the notes say how to install it; under
  * CI=true a missing Orthanc is an error.
  */
 import { performance } from "node:perf_hooks";
-import { BIG_ROWS, type BigSeries, type CorpusInstance, makeBigSeries, makeSmallStudies, type SmallStudy } from "./corpus.js";
+import sharp from "sharp";
+import { decodeFrame } from "../src/codec/index.js";
+import type { FrameInfo } from "../src/codec/types.js";
+import { BIG_COLUMNS, BIG_ROWS, type BigSeries, type CorpusInstance, makeBigSeries, makeSmallStudies, type SmallStudy } from "./corpus.js";
 import type { BenchRow, Goal, Suite, SuiteContext } from "./main.js";
 import { cpuSeconds, peakRssMb } from "./peers/child.js";
 import { boundaryOf, Client, DelimiterCounter, decodedBody, multipartBody, parseMultipart, type Response } from "./peers/http.js";
@@ -30,11 +37,31 @@ import { seededRandom } from "./seeded-random.js";
 const FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
 const DICOM_JSON = "application/dicom+json";
+const RENDERED_ACCEPT = "image/jpeg";
+const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
+const HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201";
 
 const STOW_GOAL = 3;
 const METADATA_WARM_GOAL_MS = 50;
 const METADATA_RATIO_GOAL = 10;
 const FRAME_P50_GOAL_MS = 3;
+const RENDERED_COLD_GOAL = 150;
+const RENDERED_COLD_RATIO_GOAL = 3;
+const RENDERED_CACHED_GOAL = 2000;
+const HTJ2K_COLD_P50_GOAL_MS = 15;
+
+/** The big series' frames (bench/corpus.ts): 16-bit unsigned MONOCHROME2. */
+const BIG_FRAME_INFO: FrameInfo = {
+  rows: BIG_ROWS,
+  columns: BIG_COLUMNS,
+  samplesPerPixel: 1,
+  bitsAllocated: 16,
+  bitsStored: 16,
+  highBit: 15,
+  pixelRepresentation: 0,
+  photometricInterpretation: "MONOCHROME2",
+  planarConfiguration: 0,
+};
 
 class BenchCheckError extends Error {}
 
@@ -192,6 +219,102 @@ async function retrieveSeries(side: Side, series: BigSeries): Promise<{ ms: numb
     `${what}: ${r.bytes} bytes for ${series.bytes} bytes of files`,
   );
   return { ms: r.ms, bytes: r.bytes };
+}
+
+const instancePath = (series: BigSeries, index: number): string => {
+  const instance = series.instances[index];
+  check(instance !== undefined, `no instance ${index}`);
+  return `/studies/${series.studyUid}/series/${series.seriesUid}/instances/${instance.sopUid}`;
+};
+
+interface RenderedAnswer {
+  ms: number;
+  bytes: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * The rendered JPEG of one instance; checks it is a JPEG (SOI, sharp reads its header) of a
+ * positive size. `decode`: also decodes it whole and checks it is not one flat grey.
+ */
+async function rendered(side: Side, series: BigSeries, index: number, decode: boolean): Promise<RenderedAnswer> {
+  const r = await side.client.request(`${instancePath(series, index)}/rendered`, { headers: { accept: RENDERED_ACCEPT } });
+  const what = `${side.label} rendered instance ${index + 1}`;
+  expectStatus(r, 200, what);
+  check(String(r.headers["content-type"] ?? "").startsWith("image/jpeg"), `${what}: Content-Type ${String(r.headers["content-type"])}`);
+  const body = decodedBody(r);
+  check(body.length > 4 && body[0] === 0xff && body[1] === 0xd8, `${what}: not a JPEG (${body.length} bytes, no SOI)`);
+  const meta = await sharp(body)
+    .metadata()
+    .catch((e: unknown) => {
+      throw new BenchCheckError(`wrong answer: ${what}: sharp cannot read it: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  check(meta.format === "jpeg", `${what}: sharp reads ${meta.format}`);
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  check(width > 0 && height > 0, `${what}: ${width}×${height}`);
+  if (decode) {
+    const stats = await sharp(body)
+      .stats()
+      .catch((e: unknown) => {
+        throw new BenchCheckError(`wrong answer: ${what}: does not decode: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    check((stats.channels[0]?.stdev ?? 0) > 1, `${what}: one flat grey`);
+  }
+  return { ms: r.ms, bytes: body.length, width, height };
+}
+
+/**
+ * Frame 1 of one instance as HTJ2K lossless (multipart image/jphc); checks the part is a J2K
+ * codestream (SOC, SIZ). `compare`: also decodes it and checks the pixels equal the source.
+ */
+async function htj2kFrame(side: Side, series: BigSeries, index: number, compare: boolean): Promise<{ ms: number; bytes: number }> {
+  const r = await side.client.request(`${instancePath(series, index)}/frames/1`, { headers: { accept: HTJ2K_ACCEPT } });
+  const what = `${side.label} HTJ2K frame 1 of instance ${index + 1}`;
+  expectStatus(r, 200, what);
+  const parts = parseMultipart(r.body, r.headers["content-type"]);
+  check(parts.length === 1, `${what}: ${parts.length} parts`);
+  const part = parts[0] as { headers: Record<string, string>; body: Buffer };
+  const type = part.headers["content-type"] ?? "";
+  check(type.startsWith("image/jphc"), `${what}: part Content-Type ${type}`);
+  const syntax = /transfer-syntax="?([0-9.]+)/i.exec(type)?.[1];
+  check(syntax === undefined || syntax === HTJ2K_LOSSLESS, `${what}: transfer syntax ${syntax}, expected ${HTJ2K_LOSSLESS}`);
+  const bytes = part.body;
+  check(
+    bytes.length > 4 && bytes[0] === 0xff && bytes[1] === 0x4f && bytes[2] === 0xff && bytes[3] === 0x51,
+    `${what}: not a J2K codestream (${bytes.length} bytes, no SOC/SIZ)`,
+  );
+  if (compare) {
+    const decoded = await decodeFrame(bytes, HTJ2K_LOSSLESS, BIG_FRAME_INFO);
+    const source = series.pixels[index] ?? Buffer.alloc(0);
+    check(
+      Buffer.from(decoded.pixels.buffer, decoded.pixels.byteOffset, decoded.pixels.byteLength).equals(source),
+      `${what}: decodes to other pixels than the source (not lossless)`,
+    );
+  }
+  return { ms: r.ms, bytes: bytes.length };
+}
+
+/**
+ * Runs `fn(0)`, `fn(1)`, … with `concurrency` calls in flight until `total` calls were started, or
+ * (with a budget) at least `min` and `budgetMs` has passed; the calls made and the wall time in ms.
+ */
+async function inFlight(
+  concurrency: number,
+  total: number,
+  fn: (i: number) => Promise<unknown>,
+  budget?: { min: number; ms: number },
+): Promise<{ calls: number; ms: number }> {
+  let next = 0;
+  const started = performance.now();
+  const more = () => next < total && !(budget && next >= budget.min && performance.now() - started > budget.ms);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (more()) await fn(next++);
+    }),
+  );
+  return { calls: next, ms: performance.now() - started };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,6 +664,121 @@ export const archiveSuite: Suite = {
           peer: peer ? round(median(rates.get(peer) as number[]), 0) : undefined,
           higherIsBetter: true,
           note: `${fmt(big.bytes / 1e6)} MB per request, median of ${runs}; ${cpu.note()}`,
+        });
+      }
+
+      // ---- 6. Rendered JPEG (the second series: its pixels were never rendered by either server)
+      {
+        const cold = quick ? 50 : 200;
+        const coldConcurrency = 2; // Voxelgate renders in a pool of 2 worker threads
+        const cachedTotal = quick ? 400 : 2000;
+        const cachedConcurrency = 8;
+        const budget = { min: quick ? 40 : 200, ms: quick ? 5000 : 20_000 };
+        const picks = Array.from({ length: cold }, (_, i) => Math.floor((i * count) / cold));
+        const sizes = new Map<Side, Set<string>>(sides.map((s) => [s, new Set()]));
+        const jpegBytes = new Map<Side, number>();
+        const rate = new Map<Side, { calls: number; ms: number }>();
+        // One render of another series first: Voxelgate starts its render workers on the first request (~0.3 s).
+        for (const side of sides) await rendered(side, big, 0, true);
+        const cpu = new CpuMeter(sides);
+        for (const side of sides) {
+          const seen = sizes.get(side) as Set<string>;
+          rate.set(
+            side,
+            await inFlight(coldConcurrency, picks.length, async (i) => {
+              const a = await rendered(side, second, picks[i] as number, i === 0);
+              seen.add(`${a.width}×${a.height}`);
+              jpegBytes.set(side, (jpegBytes.get(side) ?? 0) + a.bytes);
+            }),
+          );
+        }
+        const coldNote = cpu.note();
+        const perSecond = (side: Side | undefined) => {
+          const r = side ? rate.get(side) : undefined;
+          return r ? r.calls / (r.ms / 1000) : undefined;
+        };
+        const sizeNote = () => sides.map((s) => `${s.label} ${[...(sizes.get(s) as Set<string>)].join("/")}`).join(", ");
+        check(
+          (sizes.get(ours) as Set<string>).size === 1 && (sizes.get(ours) as Set<string>).has(`${BIG_COLUMNS}×${BIG_ROWS}`),
+          `Voxelgate rendered ${sizeNote()}`,
+        );
+        const coldOurs = perSecond(ours) as number;
+        const coldPeer = perSecond(peer);
+        addRow({
+          name: `Rendered JPEG (512×512×16 CT), cold, concurrency ${coldConcurrency}`,
+          unit: "images/s",
+          ours: round(coldOurs, 0),
+          peer: coldPeer === undefined ? undefined : round(coldPeer, 0),
+          higherIsBetter: true,
+          goals: [
+            { text: `≥ ${RENDERED_COLD_GOAL} images/s`, met: coldOurs >= RENDERED_COLD_GOAL },
+            ...ratioGoal(`≥ ${RENDERED_COLD_RATIO_GOAL}× Orthanc`, coldPeer ? coldOurs / coldPeer : undefined, RENDERED_COLD_RATIO_GOAL),
+          ],
+          note: `${cold} distinct instances, each asked once (after one warm-up render of another series), Accept: ${RENDERED_ACCEPT}; image sizes ${sizeNote()}, mean JPEG ${sides.map((s) => `${s.label} ${fmt((jpegBytes.get(s) ?? 0) / cold / 1024, 0)} KiB`).join(", ")}; ${coldNote}`,
+        });
+
+        const index = picks[0] as number;
+        for (const side of sides) await rendered(side, second, index, true); // cached from the cold pass; decoded in full
+        const cpuCached = new CpuMeter(sides);
+        const cachedRate = new Map<Side, { calls: number; ms: number }>();
+        for (const side of sides) {
+          cachedRate.set(
+            side,
+            await inFlight(cachedConcurrency, cachedTotal, () => rendered(side, second, index, false), side === ours ? undefined : budget),
+          );
+        }
+        const cachedPerSecond = (side: Side) => {
+          const r = cachedRate.get(side) as { calls: number; ms: number };
+          return r.calls / (r.ms / 1000);
+        };
+        const cachedOurs = cachedPerSecond(ours);
+        addRow({
+          name: `Rendered JPEG, cached (one instance), concurrency ${cachedConcurrency}`,
+          unit: "images/s",
+          ours: round(cachedOurs, 0),
+          peer: peer ? round(cachedPerSecond(peer), 0) : undefined,
+          higherIsBetter: true,
+          goals: [{ text: `≥ ${RENDERED_CACHED_GOAL.toLocaleString("en-US")} images/s`, met: cachedOurs >= RENDERED_CACHED_GOAL }],
+          note: `requests ${sides.map((s) => `${s.label} ${(cachedRate.get(s) as { calls: number }).calls}`).join(", ")}; ${cpuCached.note()}`,
+        });
+      }
+
+      // ---- 7. Frame transcoded to HTJ2K lossless (ours only; the big series, never asked as HTJ2K)
+      {
+        const cold = quick ? 50 : 200;
+        const picks = Array.from({ length: cold }, (_, i) => Math.floor((i * count) / cold));
+        await htj2kFrame(ours, second, 0, true); // starts the codec workers (not one of the timed instances)
+        const cpu = new CpuMeter([ours]);
+        const coldTimes: number[] = [];
+        let coldBytes = 0;
+        for (const [i, index] of picks.entries()) {
+          const a = await htj2kFrame(ours, big, index, i === 0 || i === picks.length - 1);
+          coldTimes.push(a.ms);
+          coldBytes += a.bytes;
+        }
+        const coldNote = cpu.note();
+        const cachedTimes: number[] = [];
+        for (const index of picks) cachedTimes.push((await htj2kFrame(ours, big, index, false)).ms);
+        let peerAnswer = "";
+        if (peer) {
+          const r = await peer.client.request(`${instancePath(big, 0)}/frames/1`, { headers: { accept: HTJ2K_ACCEPT } });
+          peerAnswer = `; ${peer.label} answers HTTP ${r.status}${r.headers["content-type"] ? ` ${String(r.headers["content-type"]).split(";")[0]}` : ""}`;
+        }
+        const p50 = median(coldTimes);
+        addRow({
+          name: "Frame as HTJ2K lossless (transcoded, 512×512×16), cold, p50",
+          unit: "ms",
+          ours: round(p50),
+          higherIsBetter: false,
+          goals: [{ text: `≤ ${HTJ2K_COLD_P50_GOAL_MS} ms`, met: p50 <= HTJ2K_COLD_P50_GOAL_MS }],
+          note: `Voxelgate only: Orthanc 1.10 cannot write HTJ2K${peerAnswer}; ${cold} distinct instances one at a time, Accept: ${HTJ2K_ACCEPT}; p95 ${fmt(percentile(coldTimes, 0.95), 1)} ms; ${fmt(coldBytes / cold / 1024, 0)} KiB per frame (${fmt((cold * BIG_ROWS * BIG_COLUMNS * 2) / coldBytes, 2)}:1); two frames decoded and compared with the source; ${coldNote}`,
+        });
+        addRow({
+          name: "Frame as HTJ2K lossless, cached, p50",
+          unit: "ms",
+          ours: round(median(cachedTimes)),
+          higherIsBetter: false,
+          note: `Voxelgate only; the same ${cold} instances asked again; p95 ${fmt(percentile(cachedTimes, 0.95), 1)} ms`,
         });
       }
 
