@@ -9,6 +9,7 @@
 import { Readable } from "node:stream";
 import {
   frameBytes,
+  isValidUid,
   locateFrames,
   lookupTransferSyntax,
   readDicom,
@@ -55,6 +56,31 @@ export function scopeInstances(archive: Archive, scope: Scope): InstanceRow[] {
   const rows = archive.index.instances(scope);
   if (rows.length === 0) throw new DicomwebError(404, notFoundReason(scope));
   return rows;
+}
+
+/** UIDs as they come in a URL path. */
+export interface ScopeParams {
+  study: string;
+  series?: string;
+  instance?: string;
+}
+
+/** The scope a URL names; 400 for a malformed UID (which also stops path tricks). */
+export function scopeFromPath(params: ScopeParams): Scope {
+  const uids: Array<[string, string | undefined]> = [
+    ["study", params.study],
+    ["series", params.series],
+    ["instance", params.instance],
+  ];
+  for (const [name, uid] of uids) {
+    if (uid !== undefined && !isValidUid(uid)) {
+      throw new DicomwebError(
+        400,
+        `${name} UID ${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID (digits and dots, at most 64 characters)`,
+      );
+    }
+  }
+  return { studyUid: params.study, seriesUid: params.series, sopUid: params.instance };
 }
 
 export function notFoundReason(scope: Scope): string {

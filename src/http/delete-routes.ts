@@ -3,17 +3,9 @@
  * first (readers stop seeing the data at once), then the files. Off unless allowDelete is set.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { isValidUid } from "../dicom/index.js";
-import { DicomwebError, notFoundReason } from "../dicomweb/wado.js";
+import { DicomwebError, notFoundReason, type ScopeParams, scopeFromPath } from "../dicomweb/wado.js";
 import type { PixelService } from "../dicomweb/pixels.js";
-import type { Scope } from "../store/types.js";
 import type { RouteContext } from "./context.js";
-
-interface ScopeParams {
-  study: string;
-  series?: string;
-  instance?: string;
-}
 
 export async function deleteRoutes(
   app: FastifyInstance,
@@ -28,12 +20,7 @@ export async function deleteRoutes(
         'deleting is disabled on this server; start it with "allowDelete": true in the config file to enable DELETE',
       );
     }
-    const { study, series, instance } = request.params;
-    for (const uid of [study, series, instance]) {
-      if (uid !== undefined && !isValidUid(uid))
-        throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
-    }
-    const scope: Scope = { studyUid: study, seriesUid: series, sopUid: instance };
+    const scope = scopeFromPath(request.params);
     const rows = ctx.archive.index.instances(scope);
     const removed = await ctx.archive.delete(scope);
     for (const row of rows) await ctx.pixels.forget(row);

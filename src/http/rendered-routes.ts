@@ -15,30 +15,26 @@ import {
   type RenderMediaType,
   type RenderParams,
 } from "../codec/render-params.js";
-import { isValidUid } from "../dicom/index.js";
 import type { PixelService } from "../dicomweb/pixels.js";
 import { frameMediaType } from "../dicomweb/media-types.js";
-import { DicomwebError, notFoundReason, parseFrameList, readFrames, scopeInstances } from "../dicomweb/wado.js";
-import type { InstanceRow, Scope } from "../store/types.js";
+import {
+  DicomwebError,
+  notFoundReason,
+  parseFrameList,
+  readFrames,
+  type ScopeParams,
+  scopeFromPath,
+  scopeInstances,
+} from "../dicomweb/wado.js";
+import type { InstanceRow } from "../store/types.js";
 import { negotiate, parseAccept } from "./accept.js";
 import type { RouteContext } from "./context.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
 
 const IMAGE_TYPES: RenderMediaType[] = ["image/jpeg", "image/png", "image/gif"];
 
-interface Params {
-  study: string;
-  series?: string;
-  instance?: string;
+interface Params extends ScopeParams {
   frames?: string;
-}
-
-function scopeOf(p: Params): Scope {
-  for (const uid of [p.study, p.series, p.instance]) {
-    if (uid !== undefined && !isValidUid(uid))
-      throw new DicomwebError(400, `${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID`);
-  }
-  return { studyUid: p.study, seriesUid: p.series, sopUid: p.instance };
 }
 
 /** The image type asked for: a direct image/* range or the type of a multipart/related range. */
@@ -86,7 +82,7 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
   const withPixels = (rows: InstanceRow[]): InstanceRow[] => rows.filter((r) => frameCount(r) > 0);
 
   const single = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, thumbnail: boolean) => {
-    const scope = scopeOf(request.params);
+    const scope = scopeFromPath(request.params);
     const params = renderParams(request, thumbnail);
     const rows = scopeInstances(archive, scope);
     const first = rows[0] as InstanceRow;

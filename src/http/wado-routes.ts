@@ -6,7 +6,7 @@
 import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import yazl from "yazl";
-import { type DicomJsonDataset, datasetsToXmlDocuments, isValidUid } from "../dicom/index.js";
+import { type DicomJsonDataset, datasetsToXmlDocuments } from "../dicom/index.js";
 import { DICOM, DICOM_JSON, DICOM_XML, frameMediaType, MULTIPART_RELATED, OCTET_STREAM, ZIP } from "../dicomweb/media-types.js";
 import { type MetadataService, plainMetadata } from "../dicomweb/metadata.js";
 import {
@@ -17,39 +17,17 @@ import {
   parseFrameList,
   planSyntaxes,
   readBulkData,
+  type ScopeParams,
+  scopeFromPath,
   scopeInstances,
 } from "../dicomweb/wado.js";
-import type { InstanceRow, Scope } from "../store/types.js";
+import type { InstanceRow } from "../store/types.js";
 import { type MediaRange, type Negotiated, negotiate, type Offer, parseAccept } from "./accept.js";
 import type { CodecPool } from "../codec/index.js";
 import { chooseFrameRepresentation } from "../dicomweb/frame-negotiation.js";
 import type { PixelService } from "../dicomweb/pixels.js";
 import type { RouteContext } from "./context.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
-
-interface ScopeParams {
-  study: string;
-  series?: string;
-  instance?: string;
-}
-
-/** Validates the UIDs in the path (400 for a malformed one: also stops path tricks). */
-function scopeOf(params: ScopeParams): Scope {
-  const uids: Array<[string, string | undefined]> = [
-    ["study", params.study],
-    ["series", params.series],
-    ["instance", params.instance],
-  ];
-  for (const [name, uid] of uids) {
-    if (uid !== undefined && !isValidUid(uid)) {
-      throw new DicomwebError(
-        400,
-        `${name} UID ${JSON.stringify(uid).slice(0, 80)} in the URL is not a valid DICOM UID (digits and dots, at most 64 characters)`,
-      );
-    }
-  }
-  return { studyUid: params.study, seriesUid: params.series, sopUid: params.instance };
-}
 
 function choose<O extends Offer>(request: FastifyRequest, offers: O[], what: string): Negotiated<O> {
   const accept = request.headers.accept;
@@ -81,7 +59,7 @@ export async function wadoRoutes(
 
   // ---- Instances: study, series, instance ----
   const retrieve = async (request: FastifyRequest<{ Params: ScopeParams }>, reply: FastifyReply) => {
-    const scope = scopeOf(request.params);
+    const scope = scopeFromPath(request.params);
     const instanceLevel = scope.sopUid !== undefined;
     const offers: Offer[] = [{ mediaType: MULTIPART_RELATED, params: { type: DICOM } }, { mediaType: ZIP }];
     if (instanceLevel) offers.push({ mediaType: DICOM });
@@ -141,7 +119,7 @@ export async function wadoRoutes(
 
   // ---- Metadata ----
   const metadata = async (request: FastifyRequest<{ Params: ScopeParams }>, reply: FastifyReply) => {
-    const scope = scopeOf(request.params);
+    const scope = scopeFromPath(request.params);
     const chosen = choose(
       request,
       [{ mediaType: DICOM_JSON }, { mediaType: "application/json" }, { mediaType: MULTIPART_RELATED, params: { type: DICOM_XML } }],
@@ -176,7 +154,7 @@ export async function wadoRoutes(
   app.get<{ Params: ScopeParams & { frames: string } }>(
     `${root}/studies/:study/series/:series/instances/:instance/frames/:frames`,
     async (request, reply) => {
-      const scope = scopeOf(request.params);
+      const scope = scopeFromPath(request.params);
       const numbers = parseFrameList(request.params.frames);
       const row = archive.index.instance(scope.sopUid as string);
       if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
@@ -225,7 +203,7 @@ export async function wadoRoutes(
   app.get<{ Params: ScopeParams & { "*": string } }>(
     `${root}/studies/:study/series/:series/instances/:instance/bulk/*`,
     async (request, reply) => {
-      const scope = scopeOf(request.params);
+      const scope = scopeFromPath(request.params);
       const path = request.params["*"];
       if (!/^[0-9A-Fa-f]{8}(\/[0-9]{1,6}\/[0-9A-Fa-f]{8})*$/.test(path)) {
         throw new DicomwebError(
