@@ -10,6 +10,7 @@ import { CodecPool } from "../codec/index.js";
 import { MetadataService } from "../dicomweb/metadata.js";
 import { PixelService } from "../dicomweb/pixels.js";
 import type { Archive } from "../store/archive.js";
+import { decorateRequestState } from "../gateway/request-state.js";
 import type { RouteContext } from "./context.js";
 import { installCors } from "./cors.js";
 import { deleteRoutes } from "./delete-routes.js";
@@ -47,6 +48,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   app.addHook("onRequest", async (request, reply) => {
     void reply.header("X-Request-Id", request.id);
   });
+  decorateRequestState(app);
   installErrorHandler(app);
   installCors(app, config.corsOrigins);
 
