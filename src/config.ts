@@ -53,6 +53,12 @@ export const ConfigSchema = z
       .int()
       .nonnegative()
       .default(512 * 1024 * 1024),
+    /** Memory in front of those two disk caches, for the most recently used small entries. */
+    pixelMemoryCacheBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(64 * 1024 * 1024),
     /**
      * Ingest policy: besides the file as received, make the frames of these modalities in this
      * syntax right after STOW (kept in the native cache), e.g. HTJ2K lossless for progressive viewers.

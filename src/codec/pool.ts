@@ -11,7 +11,7 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import type { EncodedFrame, EncodeOptions } from "./encode.js";
 import { CODEC_ERROR_MARK, CodecError, type CodecErrorCode } from "./errors.js";
-import type { RenderTask } from "./render-worker.js";
+import type { RenderFileTask, RenderTask } from "./render-worker.js";
 import type { TranscodedFrame, TranscodeOptions } from "./transcode.js";
 import type { DecodedFrame, FrameInfo } from "./types.js";
 import type { CodecTask, CodecTaskResult } from "./worker.js";
@@ -123,12 +123,12 @@ export class CodecPool {
     };
   };
 
-  /** Runs render-worker.ts's `renderTask` in the same threads; the frames' pixels are copied once and moved. */
-  async render(task: RenderTask): Promise<ArrayBuffer> {
+  /** Runs render-worker.ts's `renderTask` in the same threads; the frames' pixels are moved (given up) or copied once and moved. */
+  async render(task: RenderTask, options: TransferOption = {}): Promise<ArrayBuffer> {
     const transferList: ArrayBuffer[] = [];
     const frames = task.frames.map((f) => {
       const bytes = f.pixels instanceof Uint8Array ? f.pixels : new Uint8Array(f.pixels);
-      const out = outgoing(bytes, false);
+      const out = outgoing(bytes, options.transfer);
       transferList.push(out.buffer);
       return { info: f.info, pixels: out.bytes };
     });
@@ -142,6 +142,25 @@ export class CodecPool {
       if (signal.aborted) throw new CodecError("TIMEOUT", `render task did not finish within ${this.timeoutMs} ms`, { cause: e });
       throw e;
     }
+  }
+
+  /** Runs render-worker.ts's `renderFileTask`: the worker reads, decodes and renders a stored frame itself. */
+  async renderFile(task: RenderFileTask): Promise<ArrayBuffer> {
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      return (await this.piscina.run(task, { filename: RENDER_WORKER, name: "renderFileTask", signal })) as ArrayBuffer;
+    } catch (e) {
+      if (signal.aborted) throw new CodecError("TIMEOUT", `render task did not finish within ${this.timeoutMs} ms`, { cause: e });
+      return rethrow(e);
+    }
+  }
+
+  /**
+   * Starts every thread and has it render a tiny image once, so the first viewer's images do not
+   * pay for loading sharp and the codecs' JavaScript (~0.1–0.3 s per thread). Best effort.
+   */
+  async warm(): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, () => this.piscina.run(null, { filename: RENDER_WORKER, name: "warmTask" })));
   }
 
   /** Tasks waiting for a thread. */

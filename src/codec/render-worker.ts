@@ -11,9 +11,14 @@
  * object). The answer is the encoded image as an ArrayBuffer, transferred back. Errors keep their
  * names across the boundary: RenderParamError (the route answers 400), RenderError.
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { isWorkerThread, move } from "piscina";
-import type { RenderMediaType, RenderParams } from "./render-params.js";
-import { type Presentation, renderFrames } from "./render.js";
+import { Dataset, readDicom, Tags } from "../dicom/index.js";
+import { decodeFrame } from "./decode.js";
+import { CODEC_ERROR_MARK, CodecError } from "./errors.js";
+import { frameInfoOf } from "./frame-info.js";
+import { parseRenderParams, type RenderMediaType, type RenderParams } from "./render-params.js";
+import { type Presentation, presentationOf, renderFrames } from "./render.js";
 import type { DecodedFrame, FrameInfo } from "./types.js";
 
 export interface RenderTaskFrame {
@@ -36,12 +41,90 @@ const toFrame = (f: RenderTaskFrame): DecodedFrame => ({
   pixels: f.pixels instanceof Uint8Array ? f.pixels : new Uint8Array(f.pixels),
 });
 
-/** Renders the task's frame(s) and returns the encoded image (moved, not copied, out of a worker). */
-export async function renderTask(task: RenderTask): Promise<ArrayBuffer> {
-  const encoded = await renderFrames(task.frames.map(toFrame), task.presentations, task.params, task.mediaType);
-  // A copy into a plain ArrayBuffer: sharp's Buffer may be external memory that cannot be transferred.
+/** A copy into a plain ArrayBuffer (sharp's Buffer may be external memory that cannot be transferred), moved out of a worker. */
+function answer(encoded: Buffer): ArrayBuffer {
   const bytes = encoded.buffer.slice(encoded.byteOffset, encoded.byteOffset + encoded.byteLength) as ArrayBuffer;
   return isWorkerThread ? (move(bytes) as ArrayBuffer) : bytes;
 }
 
+/** Renders the task's frame(s) and returns the encoded image (moved, not copied, out of a worker). */
+export async function renderTask(task: RenderTask): Promise<ArrayBuffer> {
+  return answer(await renderFrames(task.frames.map(toFrame), task.presentations, task.params, task.mediaType));
+}
+
+/**
+ * Rendering straight from a stored file: the worker reads the attributes and the frame's bytes
+ * itself (blocking reads are fine off the event loop), decodes and renders. The calling thread
+ * then does no file I/O, no parsing and no copying of pixels for a cold image.
+ */
+export interface RenderFileTask {
+  path: string;
+  /** The file's bytes [0, headerEnd) hold every attribute before the pixel data. */
+  headerEnd: number;
+  transferSyntaxUid: string;
+  /** Frames stored uncompressed (little endian, whole bytes): their bytes are the pixels. */
+  native: boolean;
+  /** 1-based frame numbers with the byte ranges (in the file) of each. */
+  frames: Array<{ number: number; ranges: Array<{ start: number; end: number }> }>;
+  params: RenderParams;
+  mediaType: RenderMediaType;
+}
+
+function readRanges(fd: number, ranges: Array<{ start: number; end: number }>): Uint8Array {
+  const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const r of ranges) {
+    let done = 0;
+    while (done < r.end - r.start) {
+      const n = readSync(fd, out, at + done, r.end - r.start - done, r.start + done);
+      if (n === 0) throw new Error(`stored file is shorter than its frame table says (wanted bytes ${r.start}-${r.end})`);
+      done += n;
+    }
+    at += done;
+  }
+  return out;
+}
+
+export async function renderFileTask(task: RenderFileTask): Promise<ArrayBuffer> {
+  try {
+    const fd = openSync(task.path, "r");
+    let header: Uint8Array;
+    let stored: Uint8Array[];
+    try {
+      header = readRanges(fd, [{ start: 0, end: task.headerEnd }]);
+      stored = task.frames.map((f) => readRanges(fd, f.ranges));
+    } finally {
+      closeSync(fd);
+    }
+    const ds = readDicom(header, { untilTag: Tags.PixelData }).dataset;
+    const info = frameInfoOf(ds);
+    const frames: DecodedFrame[] = [];
+    for (const bytes of stored) frames.push(task.native ? { info, pixels: bytes } : await decodeFrame(bytes, task.transferSyntaxUid, info));
+    const presentations = task.frames.map((f) => presentationOf(ds, f.number - 1));
+    return answer(await renderFrames(frames, presentations, task.params, task.mediaType));
+  } catch (e) {
+    if (e instanceof CodecError) throw new Error(`${CODEC_ERROR_MARK}${e.code}:${e.message}`);
+    throw e;
+  }
+}
+
 export default renderTask;
+
+/** Loads what a render needs (sharp, the renderer's code) by rendering an 8×8 grey image once. */
+export async function warmTask(): Promise<number> {
+  const info: FrameInfo = {
+    rows: 8,
+    columns: 8,
+    samplesPerPixel: 1,
+    bitsAllocated: 8,
+    bitsStored: 8,
+    highBit: 7,
+    pixelRepresentation: 0,
+    photometricInterpretation: "MONOCHROME2",
+    planarConfiguration: 0,
+  };
+  const ds = new Dataset(true);
+  const image = await renderFrames([{ info, pixels: new Uint8Array(64) }], presentationOf(ds), parseRenderParams([]), "image/jpeg");
+  return image.length;
+}

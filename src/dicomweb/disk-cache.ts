@@ -3,24 +3,42 @@
  * folder, evicted oldest-used first when over the byte budget, and a stampede of identical
  * requests computes once (the others wait for the same promise). Entries are never stale: keys
  * carry the instance's content hash, so a changed instance simply misses.
+ *
+ * A small memory tier in front keeps the most recently used small entries (a viewer asks for the
+ * same thumbnail or frame again and again): a hit there costs no system call at all, while a disk
+ * hit is open + read + close on the thread pool. Storing happens after the answer is sent.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { open, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
+export interface DiskCacheOptions {
+  /** Memory for recently used entries (0: none). Entries above 1/16 of it stay on disk only. */
+  memoryBytes?: number;
+  onLookup?: (hit: boolean) => void;
+}
+
 export class DiskCache {
+  /** Key → size of the entries on disk, oldest used first. */
   private readonly entries = new Map<string, number>();
   private bytes = 0;
+  /** Key → bytes of the memory tier, oldest used first. */
+  private readonly memory = new Map<string, Buffer>();
+  private memoryUsed = 0;
+  private readonly memoryBytes: number;
   private readonly inFlight = new Map<string, Promise<Buffer>>();
+  /** Key → the computation and its storing, until the file is written (forget waits for them). */
+  private readonly storing = new Map<string, Promise<void>>();
   hits = 0;
   misses = 0;
 
   constructor(
     private readonly dir: string,
     private readonly maxBytes: number,
-    private readonly onLookup?: (hit: boolean) => void,
+    private readonly options: DiskCacheOptions = {},
   ) {
+    this.memoryBytes = options.memoryBytes ?? 0;
     // Start empty: what a previous run cached is not accounted for, so it is dropped.
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -30,36 +48,94 @@ export class DiskCache {
     return join(this.dir, createHash("sha256").update(key).digest("hex"));
   }
 
+  private hit(bytes: Buffer): Buffer {
+    this.hits++;
+    this.options.onLookup?.(true);
+    return bytes;
+  }
+
   /** The cached bytes for `key`, or `compute()`'s, stored for next time. */
   async get(key: string, compute: () => Promise<Buffer>): Promise<Buffer> {
-    if (this.entries.has(key)) {
-      const size = this.entries.get(key) as number;
-      this.entries.delete(key);
-      this.entries.set(key, size);
+    const inMemory = this.memory.get(key);
+    if (inMemory !== undefined) {
+      this.memory.delete(key);
+      this.memory.set(key, inMemory);
+      this.touch(key);
+      return this.hit(inMemory);
+    }
+    const size = this.entries.get(key);
+    if (size !== undefined) {
+      this.touch(key);
       try {
-        const bytes = await readFile(this.fileOf(key));
-        this.hits++;
-        this.onLookup?.(true);
-        return bytes;
+        const bytes = await this.readEntry(key, size);
+        this.remember(key, bytes);
+        return this.hit(bytes);
       } catch {
-        this.entries.delete(key);
-        this.bytes -= size;
+        this.drop(key);
       }
     }
     const running = this.inFlight.get(key);
     if (running) return running;
     this.misses++;
-    this.onLookup?.(false);
-    const work = (async () => {
-      const bytes = await compute();
-      await this.store(key, bytes).catch(() => undefined);
-      return bytes;
-    })();
+    this.options.onLookup?.(false);
+    const work = compute();
     this.inFlight.set(key, work);
+    // The answer goes out as soon as it is computed; the file is written meanwhile. The promise
+    // stays in flight until then, so nobody computes the same entry again in between.
+    const stored = work
+      .then(async (bytes) => {
+        this.remember(key, bytes);
+        await this.store(key, bytes).catch(() => undefined);
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.inFlight.delete(key);
+        this.storing.delete(key);
+      });
+    this.storing.set(key, stored);
+    return work;
+  }
+
+  private touch(key: string): void {
+    const size = this.entries.get(key);
+    if (size === undefined) return;
+    this.entries.delete(key);
+    this.entries.set(key, size);
+  }
+
+  private async readEntry(key: string, size: number): Promise<Buffer> {
+    const handle = await open(this.fileOf(key), "r");
     try {
-      return await work;
+      const bytes = Buffer.allocUnsafe(size);
+      const { bytesRead } = await handle.read(bytes, 0, size, 0);
+      if (bytesRead !== size) throw new Error(`cache file of ${key} is truncated`);
+      return bytes;
     } finally {
-      this.inFlight.delete(key);
+      await handle.close();
+    }
+  }
+
+  private remember(key: string, bytes: Buffer): void {
+    if (bytes.length * 16 > this.memoryBytes || this.memory.has(key)) return;
+    this.memory.set(key, bytes);
+    this.memoryUsed += bytes.length;
+    for (const [oldKey, old] of this.memory) {
+      if (this.memoryUsed <= this.memoryBytes) break;
+      this.memory.delete(oldKey);
+      this.memoryUsed -= old.length;
+    }
+  }
+
+  private drop(key: string): void {
+    const size = this.entries.get(key);
+    if (size !== undefined) {
+      this.entries.delete(key);
+      this.bytes -= size;
+    }
+    const inMemory = this.memory.get(key);
+    if (inMemory !== undefined) {
+      this.memory.delete(key);
+      this.memoryUsed -= inMemory.length;
     }
   }
 
@@ -71,28 +147,34 @@ export class DiskCache {
     await rename(temp, file);
     this.entries.set(key, bytes.length);
     this.bytes += bytes.length;
-    for (const [oldKey, size] of this.entries) {
+    for (const oldKey of this.entries.keys()) {
       if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldKey);
-      this.bytes -= size;
+      this.drop(oldKey);
       await unlink(this.fileOf(oldKey)).catch(() => undefined);
     }
   }
 
   /** Drops every entry whose key starts with `prefix` (an instance's content hash when it is deleted). */
   async forget(prefix: string): Promise<number> {
-    const doomed = [...this.entries.keys()].filter((k) => k.startsWith(prefix));
+    // An entry being written now would otherwise land on disk after we looked.
+    await Promise.all([...this.storing].filter(([k]) => k.startsWith(prefix)).map(([, p]) => p));
+    const doomed = [...new Set([...this.entries.keys(), ...this.memory.keys()])].filter((k) => k.startsWith(prefix));
     for (const key of doomed) {
-      this.bytes -= this.entries.get(key) ?? 0;
-      this.entries.delete(key);
-      await unlink(this.fileOf(key)).catch(() => undefined);
+      const onDisk = this.entries.has(key);
+      this.drop(key);
+      if (onDisk) await unlink(this.fileOf(key)).catch(() => undefined);
     }
     return doomed.length;
   }
 
-  /** Bytes held (for metrics and tests). */
+  /** Bytes held on disk (for metrics and tests). */
   get size(): number {
     return this.bytes;
+  }
+
+  /** Bytes held in memory (for metrics and tests). */
+  get memorySize(): number {
+    return this.memoryUsed;
   }
 
   /** Files on disk (tests). */

@@ -28,6 +28,8 @@ export interface PixelServiceOptions {
   cacheDir: string;
   nativeCacheBytes: number;
   renderedCacheBytes: number;
+  /** Memory for recently used transcoded frames and rendered images, in front of the disk caches. */
+  memoryCacheBytes?: number;
   onLookup?: (cache: "native" | "rendered", hit: boolean) => void;
 }
 
@@ -38,12 +40,16 @@ export class PixelService {
   private readonly tables = new Map<string, { frames: FrameRanges[]; rangesInFile: boolean }>();
 
   constructor(private readonly options: PixelServiceOptions) {
-    this.nativeCache = new DiskCache(join(options.cacheDir, "native"), options.nativeCacheBytes, (hit) =>
-      options.onLookup?.("native", hit),
-    );
-    this.renderedCache = new DiskCache(join(options.cacheDir, "rendered"), options.renderedCacheBytes, (hit) =>
-      options.onLookup?.("rendered", hit),
-    );
+    // The memory tier is shared out: rendered images are small and asked again and again (thumbnails).
+    const memory = options.memoryCacheBytes ?? 0;
+    this.nativeCache = new DiskCache(join(options.cacheDir, "native"), options.nativeCacheBytes, {
+      memoryBytes: Math.floor(memory / 2),
+      onLookup: (hit) => options.onLookup?.("native", hit),
+    });
+    this.renderedCache = new DiskCache(join(options.cacheDir, "rendered"), options.renderedCacheBytes, {
+      memoryBytes: Math.ceil(memory / 2),
+      onLookup: (hit) => options.onLookup?.("rendered", hit),
+    });
   }
 
   /** The instance's attributes before its pixel data (read once, then kept in a small LRU). */
@@ -54,16 +60,18 @@ export class PixelService {
       this.headers.set(row.sha256, cached);
       return cached;
     }
-    const { archive } = this.options;
-    const pixels = archive.index.bulkData(row.sopUid)?.find((b) => b.path === "7FE00010");
-    const rangesInFile = archive.index.frames(row.sopUid)?.rangesInFile ?? false;
-    // Only the bytes before the pixel data when its position in the file is known.
-    const end = rangesInFile && pixels && pixels.offset > 0 ? pixels.offset : row.fileSize;
-    const read = readDicom(await archive.blobs.readBytes(row.blobKey, { start: 0, end }), { untilTag: Tags.PixelData });
+    const end = this.headerEnd(row, this.frameTable(row).rangesInFile);
+    const read = readDicom(await this.options.archive.blobs.readBytes(row.blobKey, { start: 0, end }), { untilTag: Tags.PixelData });
     const ds = read.dataset;
     this.headers.set(row.sha256, ds);
     if (this.headers.size > HEADER_CACHE_ENTRIES) this.headers.delete(this.headers.keys().next().value as string);
     return ds;
+  }
+
+  /** Where the attributes before the pixel data end: the pixel data's position when known, else the whole file. */
+  private headerEnd(row: InstanceRow, rangesInFile: boolean): number {
+    const pixels = this.options.archive.index.bulkData(row.sopUid)?.find((b) => b.path === "7FE00010");
+    return rangesInFile && pixels && pixels.offset > 0 ? pixels.offset : row.fileSize;
   }
 
   /** The instance's frame table (byte ranges), kept in a small LRU: a frame request then costs one read. */
@@ -161,6 +169,20 @@ export class PixelService {
     if (numbers.some((f) => f > frameCount))
       throw new DicomwebError(404, `instance ${row.sopUid} has ${frameCount} frame(s); frame ${n} does not exist`);
     return this.renderedCache.get(`${row.sha256}/${n ?? "all"}/${renderCacheKey(params, mediaType)}`, async () => {
+      const path = this.options.archive.blobs.localPath(row.blobKey);
+      const table = this.frameTable(row);
+      if (path !== undefined && table.rangesInFile) {
+        const task = {
+          path,
+          headerEnd: this.headerEnd(row, true),
+          transferSyntaxUid: row.transferSyntaxUid,
+          native: NATIVE_SYNTAXES.has(row.transferSyntaxUid),
+          frames: numbers.map((f) => ({ number: f, ranges: table.frames[f - 1] ?? [] })),
+          params,
+          mediaType,
+        };
+        return Buffer.from(await this.options.pool.renderFile(task));
+      }
       const ds = await this.header(row);
       const frames = [];
       const presentations: Presentation[] = [];
@@ -168,7 +190,8 @@ export class PixelService {
         frames.push(await this.decoded(row, f));
         presentations.push(presentationOf(ds, f - 1));
       }
-      return Buffer.from(await this.options.pool.render({ frames, presentations, params, mediaType }));
+      // Elsewhere (another blob store, frames cut from a re-read file): read here, moved to the worker.
+      return Buffer.from(await this.options.pool.render({ frames, presentations, params, mediaType }, { transfer: true }));
     });
   }
 }

@@ -69,9 +69,12 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     cacheDir: join(archive.dataDir, "cache"),
     nativeCacheBytes: config.nativeCacheBytes,
     renderedCacheBytes: config.renderedCacheBytes,
+    memoryCacheBytes: config.pixelMemoryCacheBytes,
     onLookup: (cache, hit) => recordCacheLookup(cache, hit),
   });
   app.addHook("onClose", async () => pool.close());
+  // The first viewer's images should not wait for the render threads to load their code.
+  void pool.warm().catch((err: unknown) => app.log.warn({ err }, "could not warm up the codec threads"));
 
   await app.register(metricsPlugin, { archive });
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });

@@ -5,6 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { cachedStatement } from "./sqlite-statements.js";
 import type { DicomJsonAttribute, DicomJsonDataset } from "../dicom/index.js";
 import { decodeFrameTable, encodeFrameTable } from "./frame-table.js";
 import type { SearchQuery, SearchResult } from "./query.js";
@@ -153,6 +154,10 @@ export class SqliteIndex implements Index {
       ),
     };
   }
+  /** A prepared statement, compiled once per SQL text. */
+  private statement<P extends unknown[] = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    return cachedStatement<P, R>(this.db, sql);
+  }
 
   commitInstance(record: InstanceRecord, policy: DuplicatePolicy): CommitOutcome {
     return this.commitInstances([record], policy)[0] as CommitOutcome;
@@ -254,13 +259,13 @@ export class SqliteIndex implements Index {
 
   /** Deletes a series/study that lost its last instance. */
   private pruneEmpty(seriesPk: number, studyPk: number): void {
-    this.db.prepare("DELETE FROM series WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM instances WHERE series_pk = ?)").run(seriesPk, seriesPk);
-    this.db.prepare("DELETE FROM studies WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = ?)").run(studyPk, studyPk);
+    this.statement("DELETE FROM series WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM instances WHERE series_pk = ?)").run(seriesPk, seriesPk);
+    this.statement("DELETE FROM studies WHERE pk = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = ?)").run(studyPk, studyPk);
   }
 
   addBlobIntents(keys: string[]): void {
     if (keys.length === 0) return;
-    const insert = this.db.prepare("INSERT OR IGNORE INTO blob_intents (key) VALUES (?)");
+    const insert = this.statement("INSERT OR IGNORE INTO blob_intents (key) VALUES (?)");
     this.withoutSync(() => {
       for (const key of keys) insert.run(key);
     });
@@ -268,7 +273,7 @@ export class SqliteIndex implements Index {
 
   clearBlobIntents(keys: string[]): void {
     if (keys.length === 0) return;
-    const remove = this.db.prepare("DELETE FROM blob_intents WHERE key = ?");
+    const remove = this.statement("DELETE FROM blob_intents WHERE key = ?");
     this.withoutSync(() => {
       for (const key of keys) remove.run(key);
     });
@@ -290,20 +295,17 @@ export class SqliteIndex implements Index {
 
   metadataVersion(scope: Scope): string | undefined {
     const { where, params } = this.scopeWhere(scope);
-    const row = this.db
-      .prepare<string[], { version: number | null; n: number; pks: number | null }>(
-        `SELECT max(st.version) AS version, count(*) AS n, sum(i.pk % 2147483647) AS pks FROM ${INSTANCE_FROM} WHERE ${where}`,
-      )
-      .get(...params);
+    const row = this.statement<string[], { version: number | null; n: number; pks: number | null }>(
+      `SELECT max(st.version) AS version, count(*) AS n, sum(i.pk % 2147483647) AS pks FROM ${INSTANCE_FROM} WHERE ${where}`,
+    ).get(...params);
     if (!row || row.n === 0) return undefined;
     return `${row.version ?? 0}-${row.n}-${row.pks ?? 0}`;
   }
 
   blobIntents(): Array<{ key: string; referenced: boolean }> {
-    return this.db
-      .prepare<[], { key: string; referenced: number }>(
-        "SELECT key, EXISTS (SELECT 1 FROM instances WHERE blob_key = blob_intents.key) AS referenced FROM blob_intents",
-      )
+    return this.statement<[], { key: string; referenced: number }>(
+      "SELECT key, EXISTS (SELECT 1 FROM instances WHERE blob_key = blob_intents.key) AS referenced FROM blob_intents",
+    )
       .all()
       .map((r) => ({ key: r.key, referenced: r.referenced === 1 }));
   }
@@ -329,9 +331,9 @@ export class SqliteIndex implements Index {
 
   instances(scope: Scope): InstanceRow[] {
     const { where, params } = this.scopeWhere(scope);
-    const rows = this.db
-      .prepare<string[], InstanceDbRow>(`SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`)
-      .all(...params);
+    const rows = this.statement<string[], InstanceDbRow>(
+      `SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`,
+    ).all(...params);
     return rows.map(toRow);
   }
 
@@ -339,15 +341,13 @@ export class SqliteIndex implements Index {
     if (scope.sopUid === undefined && scope.seriesUid === undefined) return this.statements.studyByUid.get(scope.studyUid) !== undefined;
     if (scope.sopUid === undefined) {
       return (
-        this.db
-          .prepare<[string, string], { one: number }>(
-            "SELECT 1 AS one FROM series se JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ? AND se.series_uid = ?",
-          )
-          .get(scope.studyUid, scope.seriesUid ?? "") !== undefined
+        this.statement<[string, string], { one: number }>(
+          "SELECT 1 AS one FROM series se JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ? AND se.series_uid = ?",
+        ).get(scope.studyUid, scope.seriesUid ?? "") !== undefined
       );
     }
     const { where, params } = this.scopeWhere(scope);
-    return this.db.prepare<string[], { one: number }>(`SELECT 1 AS one FROM ${INSTANCE_FROM} WHERE ${where}`).get(...params) !== undefined;
+    return this.statement<string[], { one: number }>(`SELECT 1 AS one FROM ${INSTANCE_FROM} WHERE ${where}`).get(...params) !== undefined;
   }
 
   frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined {
@@ -363,11 +363,12 @@ export class SqliteIndex implements Index {
 
   metadata(scope: Scope): MetadataChunks | undefined {
     const { where, params } = this.scopeWhere(scope);
-    const rows = this.db
-      .prepare<string[], { metadata: Buffer; metadata_length: number; metadata_crc32: number; version: number; pk: number }>(
-        `SELECT i.metadata, i.metadata_length, i.metadata_crc32, st.version, i.pk FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`,
-      )
-      .all(...params);
+    const rows = this.statement<
+      string[],
+      { metadata: Buffer; metadata_length: number; metadata_crc32: number; version: number; pk: number }
+    >(
+      `SELECT i.metadata, i.metadata_length, i.metadata_crc32, st.version, i.pk FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`,
+    ).all(...params);
     if (rows.length === 0) return undefined;
     return {
       chunks: rows.map((r) => r.metadata),
@@ -380,11 +381,9 @@ export class SqliteIndex implements Index {
   delete(scope: Scope): string[] {
     const run = this.db.transaction((): string[] => {
       const { where, params } = this.scopeWhere(scope);
-      const rows = this.db
-        .prepare<string[], { pk: number; series_pk: number; study_pk: number; blob_key: string }>(
-          `SELECT i.pk, i.series_pk, i.study_pk, i.blob_key FROM ${INSTANCE_FROM} WHERE ${where}`,
-        )
-        .all(...params);
+      const rows = this.statement<string[], { pk: number; series_pk: number; study_pk: number; blob_key: string }>(
+        `SELECT i.pk, i.series_pk, i.study_pk, i.blob_key FROM ${INSTANCE_FROM} WHERE ${where}`,
+      ).all(...params);
       const touched = new Map<number, number>();
       for (const r of rows) {
         this.statements.deleteInstance.run(r.pk);
@@ -392,7 +391,7 @@ export class SqliteIndex implements Index {
       }
       for (const [seriesPk, studyPk] of touched) {
         this.pruneEmpty(seriesPk, studyPk);
-        this.db.prepare("UPDATE studies SET version = version + 1, updated_at = ? WHERE pk = ?").run(Date.now(), studyPk);
+        this.statement("UPDATE studies SET version = version + 1, updated_at = ? WHERE pk = ?").run(Date.now(), studyPk);
       }
       for (const r of rows) this.statements.addIntent.run(r.blob_key);
       return rows.map((r) => r.blob_key);
@@ -409,7 +408,7 @@ export class SqliteIndex implements Index {
   }
 
   check(): void {
-    this.db.prepare("SELECT 1").get();
+    this.statement("SELECT 1").get();
   }
 
   close(): void {

@@ -34,6 +34,7 @@
  */
 import type Database from "better-sqlite3";
 import { performance } from "node:perf_hooks";
+import { cachedStatement } from "./sqlite-statements.js";
 import { constants as zlibConstants, inflateRawSync } from "node:zlib";
 import { type DicomJsonAttribute, type DicomJsonDataset, type JsonValue, lookupTag } from "../dicom/index.js";
 import {
@@ -493,22 +494,7 @@ function splitParams(clauses: string[], params: unknown[]): { direct: unknown[];
 // ---------------------------------------------------------------------------------------------
 // Statements
 
-const statementCache = new WeakMap<Db, Map<string, Database.Statement>>();
-
-function prepare(db: Db, sql: string): Database.Statement {
-  let cache = statementCache.get(db);
-  if (!cache) {
-    cache = new Map();
-    statementCache.set(db, cache);
-  }
-  let statement = cache.get(sql);
-  if (!statement) {
-    statement = db.prepare(sql);
-    if (cache.size >= 256) cache.delete(cache.keys().next().value as string);
-    cache.set(sql, statement);
-  }
-  return statement;
-}
+const prepare = (db: Db, sql: string): Database.Statement => cachedStatement(db, sql);
 
 export interface SearchSql {
   /** Keys of the page, in order; parameters: ...params, limit, offset (LIMIT -1: no limit). */

@@ -315,3 +315,13 @@ export function syntheticInstance(o: SyntheticOptions): Buffer {
 
 /** A UID of exactly `digits` digits after the root (fixed length, so templates can be patched in place). */
 export const fixedUid = (root: string, n: number, digits = 12): string => `${root}.9${String(n).padStart(digits - 1, "0")}`;
+
+/** Files of a pixel cache (`<data>/cache/native` or `rendered`), without temporary ones. */
+export const cacheFiles = (dataDir: string, which: "native" | "rendered"): string[] =>
+  listFiles(join(dataDir, "cache", which)).filter((f) => !f.split("/").pop()?.startsWith("."));
+
+/** Cache files are written after the answer is sent: waits (at most 10 s) until at least `count` are there. */
+export async function settledCacheFiles(dataDir: string, which: "native" | "rendered", count: number): Promise<string[]> {
+  for (let i = 0; i < 200 && cacheFiles(dataDir, which).length < count; i++) await new Promise((r) => setTimeout(r, 50));
+  return cacheFiles(dataDir, which);
+}

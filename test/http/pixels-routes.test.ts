@@ -20,12 +20,13 @@ import { encapsulateFrames, readDicom, Tags, writePart10 } from "../../src/dicom
 import { readParts } from "../../src/http/multipart.js";
 import { openjpegDecode } from "../codec/corpus.js";
 import {
+  cacheFiles as cacheFilesOf,
   httpRequest,
   type HttpResponse,
   type InProcessServer,
-  listFiles,
   multipartBody,
   reasonOf,
+  settledCacheFiles,
   startInProcess,
   syntheticInstance,
 } from "../helpers/archive-harness.js";
@@ -296,8 +297,9 @@ async function cacheLookups(s: InProcessServer): Promise<(cache: string, result:
   return (cache, result) => values.get(`${cache}/${result}`) ?? 0;
 }
 
-const cacheFiles = (s: InProcessServer, which: "native" | "rendered"): string[] =>
-  listFiles(join(s.dataDir, "cache", which)).filter((f) => !f.split("/").pop()?.startsWith("."));
+const cacheFiles = (s: InProcessServer, which: "native" | "rendered"): string[] => cacheFilesOf(s.dataDir, which);
+const cacheFilesSettle = (s: InProcessServer, which: "native" | "rendered", count: number): Promise<string[]> =>
+  settledCacheFiles(s.dataDir, which, count);
 
 let counter = 0;
 /** Writes `frames` encapsulated in `syntax` with `template`'s header (our writer), for a DCMTK/GDCM decoder. */
@@ -480,7 +482,11 @@ test("frames: ten identical concurrent requests compute once (one miss, one new 
   );
   const afterLookups = await cacheLookups(main);
   assert.equal(afterLookups("native", "miss") - before("native", "miss"), 1, "computed once");
-  assert.equal(cacheFiles(main, "native").length - filesBefore.length, 1, "one cache file for the key");
+  assert.equal(
+    (await cacheFilesSettle(main, "native", filesBefore.length + 1)).length - filesBefore.length,
+    1,
+    "one cache file for the key",
+  );
   for (const a of answers) assert.ok(a.bytes.equals((answers[0] as Part).bytes), "every answer has the same bytes");
   const decoded = await decodeIndependently(ct3, [(answers[0] as Part).bytes], TS.HTJ2K);
   assert.ok(decoded.equals(ct3.frames[1] as Buffer), "frame 2 (not frame 1) decodes to the source");
@@ -895,8 +901,8 @@ test("deleting an instance drops its cache files (native and rendered): no delet
   const url = `${s.dicomweb}/studies/${uids.studyUid}/series/${uids.seriesUid}/instances/${uids.sopUid}`;
   await onePart(await httpRequest(`${url}/frames/1`, { headers: { accept: 'multipart/related; type="image/jls"' } }), "jls");
   assert.equal((await httpRequest(`${url}/rendered`)).status, 200);
-  assert.equal(cacheFiles(s, "native").length, 1);
-  assert.equal(cacheFiles(s, "rendered").length, 1);
+  assert.equal((await cacheFilesSettle(s, "native", 1)).length, 1);
+  assert.equal((await cacheFilesSettle(s, "rendered", 1)).length, 1);
   const deleted = await httpRequest(url, { method: "DELETE" });
   assert.ok(deleted.status === 200 || deleted.status === 204, `DELETE: ${deleted.status} ${deleted.text().slice(0, 200)}`);
   assert.equal((await httpRequest(`${url}/frames/1`)).status, 404);

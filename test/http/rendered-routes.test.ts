@@ -16,12 +16,13 @@ import dicomweb from "dicomweb-client";
 import sharp, { type Metadata } from "sharp";
 import { readParts } from "../../src/http/multipart.js";
 import {
+  cacheFiles as cacheFilesOf,
   httpRequest,
   type HttpResponse,
   type InProcessServer,
-  listFiles,
   multipartBody,
   reasonOf,
+  settledCacheFiles,
   startInProcess,
 } from "../helpers/archive-harness.js";
 import { PYDICOM_DATA, PYTHON, requireTools, run, toolsAvailable, TOOLS } from "../helpers/tools.js";
@@ -211,8 +212,7 @@ async function cacheLookups(): Promise<(cache: string, result: "hit" | "miss") =
   return (cache, result) => values.get(`${cache}/${result}`) ?? 0;
 }
 
-const cacheFiles = (which: "native" | "rendered"): string[] =>
-  listFiles(join(main.dataDir, "cache", which)).filter((f) => !f.split("/").pop()?.startsWith("."));
+const cacheFiles = (which: "native" | "rendered"): string[] => cacheFilesOf(main.dataDir, which);
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -349,7 +349,11 @@ test("rendered cache: files under <data>/cache/rendered only, the second request
   await image(first, "image/jpeg", "first");
   const lookups1 = await cacheLookups();
   assert.equal(lookups1("rendered", "miss") - lookups0("rendered", "miss"), 1, "first request: a rendered miss");
-  assert.equal(cacheFiles("rendered").length - renderedBefore.length, 1, "one file under cache/rendered");
+  assert.equal(
+    (await settledCacheFiles(main.dataDir, "rendered", renderedBefore.length + 1)).length - renderedBefore.length,
+    1,
+    "one file under cache/rendered",
+  );
   const second = await get(url, "image/jpeg");
   const lookups2 = await cacheLookups();
   assert.ok(second.body.equals(first.body), "same image");
@@ -357,7 +361,7 @@ test("rendered cache: files under <data>/cache/rendered only, the second request
   assert.equal(lookups2("rendered", "miss") - lookups1("rendered", "miss"), 0);
   await image(await get(`${instanceUrl(f)}/rendered?quality=78`, "image/jpeg"), "image/jpeg", "other quality");
   assert.equal((await cacheLookups())("rendered", "miss") - lookups2("rendered", "miss"), 1, "other parameters: another entry");
-  assert.equal(cacheFiles("rendered").length - renderedBefore.length, 2);
+  assert.equal((await settledCacheFiles(main.dataDir, "rendered", renderedBefore.length + 2)).length - renderedBefore.length, 2);
   assert.deepEqual(cacheFiles("native"), nativeBefore, "rendering never writes to the native cache");
   assert.equal(
     lookups2("native", "hit") + lookups2("native", "miss"),
