@@ -17,7 +17,7 @@
  * Order: these are route-level onRequest hooks, so they run after every global onRequest hook,
  * in particular after identity has set request.principal.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, RouteOptions } from "fastify";
+import type { FastifyInstance, FastifyReply, onRequestHookHandler, RouteOptions } from "fastify";
 import type { LimitsConfig } from "../config.js";
 import { type Behaviour, classifyRequest } from "./request-state.js";
 
@@ -150,9 +150,9 @@ const BULK_RETRIEVE = /^\/studies\/[^/]+(\/series\/[^/]+)?$/;
 
 const HOOK = Symbol("voxelgate-limits");
 
-function sendError(reply: FastifyReply, status: number, retryAfter: number | undefined, reason: string): FastifyReply {
+function sendError(reply: FastifyReply, status: number, retryAfter: number | undefined, reason: string): void {
   if (retryAfter !== undefined) void reply.header("Retry-After", String(retryAfter));
-  return reply.code(status).type("application/json; charset=utf-8").send({ error: reason });
+  void reply.code(status).type("application/json; charset=utf-8").send({ error: reason });
 }
 
 /** Seconds on a monotonic clock. */
@@ -188,10 +188,10 @@ export function installRateLimits(app: FastifyInstance, options: RateLimitOption
     const { principal: byPrincipal, ip: byIp } = tables.get(behaviour) as BehaviourTables;
     const maxBody = behaviour === "store" ? limits.store.maxRequestBytes : undefined;
 
-    const refuse = (reply: FastifyReply, kind: KeyKind, table: BucketTable, bucket: Bucket): FastifyReply => {
+    const refuse = (reply: FastifyReply, kind: KeyKind, table: BucketTable, bucket: Bucket): void => {
       recordRateLimited(behaviour, kind);
       const retry = table.retryAfter(bucket);
-      return sendError(
+      sendError(
         reply,
         429,
         retry,
@@ -200,7 +200,27 @@ export function installRateLimits(app: FastifyInstance, options: RateLimitOption
       );
     };
 
-    const hook = async (request: FastifyRequest, reply: FastifyReply) => {
+    const busy = (reply: FastifyReply, reason: string): void => {
+      recordRateLimited(behaviour, "concurrency");
+      sendError(reply, 503, retryBusy, `server busy: ${reason}; retry after ${retryBusy} s`);
+    };
+
+    /** Holds the gate's slot until the response is over: sent, failed or abandoned by the client. */
+    const hold = (reply: FastifyReply, g: ConcurrencyGate): void => {
+      const res = reply.raw;
+      let held = true;
+      const release = () => {
+        if (!held) return;
+        held = false;
+        g.release();
+      };
+      // 'close' comes after the last byte is sent, or when the client goes away: either way the work is over.
+      if (res.destroyed) release();
+      else res.once("close", release);
+    };
+
+    // Callback-style (no promise per request); answering early = send without calling done().
+    const hook: onRequestHookHandler = function (request, reply, done) {
       if (maxBody !== undefined) {
         const length = Number(request.headers["content-length"]);
         if (length > maxBody) {
@@ -226,44 +246,34 @@ export function installRateLimits(app: FastifyInstance, options: RateLimitOption
       if (p !== undefined) p.tokens -= 1;
       if (i !== undefined) i.tokens -= 1;
 
-      if (gate === undefined) return;
+      if (gate === undefined || gate.tryAcquire()) {
+        if (gate !== undefined) hold(reply, gate);
+        return done();
+      }
+      if (gate.queueFull) {
+        return busy(
+          reply,
+          `${gate.running} ${gate.name} requests running and ${gate.queued} waiting (limits.concurrency.${gate.name}, limits.concurrency.queue)`,
+        );
+      }
       const res = reply.raw;
-      let held = false;
-      const release = () => {
-        if (!held) return;
-        held = false;
-        gate.release();
-      };
-      if (!gate.tryAcquire()) {
-        if (gate.queueFull) {
-          recordRateLimited(behaviour, "concurrency");
-          return sendError(
-            reply,
-            503,
-            retryBusy,
-            `server busy: ${gate.running} ${gate.name} requests running and ${gate.queued} waiting (limits.concurrency.${gate.name}, limits.concurrency.queue); retry after ${retryBusy} s`,
-          );
-        }
-        let onClose: (() => void) | undefined;
-        const outcome = await gate.wait((cancel) => {
+      let onClose: (() => void) | undefined;
+      void gate
+        .wait((cancel) => {
           onClose = cancel;
           res.once("close", cancel);
+        })
+        .then((outcome) => {
+          if (onClose !== undefined) res.removeListener("close", onClose);
+          if (outcome !== "acquired") {
+            return busy(
+              reply,
+              `waited ${c.queueTimeoutSeconds} s for one of ${gate.limit} ${gate.name} slots (limits.concurrency.${gate.name})`,
+            );
+          }
+          hold(reply, gate);
+          done();
         });
-        if (onClose !== undefined) res.removeListener("close", onClose);
-        if (outcome !== "acquired") {
-          recordRateLimited(behaviour, "concurrency");
-          return sendError(
-            reply,
-            503,
-            retryBusy,
-            `server busy: waited ${c.queueTimeoutSeconds} s for one of ${gate.limit} ${gate.name} slots (limits.concurrency.${gate.name}); retry after ${retryBusy} s`,
-          );
-        }
-      }
-      held = true;
-      // 'close' comes after the last byte is sent, or when the client goes away: either way the work is over.
-      if (res.destroyed) release();
-      else res.once("close", release);
     };
     return Object.assign(hook, { [HOOK]: true });
   };

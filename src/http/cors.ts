@@ -38,8 +38,8 @@ const METHODS = ["GET", "HEAD", "POST", "DELETE", "OPTIONS"];
 const METHOD_LIST = METHODS.join(", ");
 const DEFAULT_ALLOWED_HEADERS = "Accept, Authorization, Content-Type, If-None-Match, If-Modified-Since, Range, X-Request-Id";
 
-function refuse(reply: FastifyReply, reason: string): FastifyReply {
-  return reply.code(403).type("application/json; charset=utf-8").send({ error: reason });
+function refuse(reply: FastifyReply, reason: string): void {
+  void reply.code(403).type("application/json; charset=utf-8").send({ error: reason });
 }
 
 export function installCors(app: FastifyInstance, options: CorsOptions): void {
@@ -49,7 +49,8 @@ export function installCors(app: FastifyInstance, options: CorsOptions): void {
   const credentials = options.credentials && !any;
   const maxAge = String(options.maxAgeSeconds);
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback-style hooks: no promise per request. Answering early = send without calling done().
+  app.addHook("onRequest", (request, reply, done) => {
     const origin = request.headers.origin;
     const ok = enabled && origin !== undefined && (any || allowed.has(origin));
     if (ok) {
@@ -57,7 +58,7 @@ export function installCors(app: FastifyInstance, options: CorsOptions): void {
       if (credentials) void reply.header("Access-Control-Allow-Credentials", "true");
       void reply.header("Access-Control-Expose-Headers", EXPOSED_HEADERS);
     }
-    if (request.method !== "OPTIONS") return;
+    if (request.method !== "OPTIONS") return done();
     const askedMethod = request.headers["access-control-request-method"];
     if (origin !== undefined && askedMethod !== undefined) {
       // A CORS preflight: answer it here (no route has OPTIONS), or say why the browser will block the call.
@@ -82,16 +83,16 @@ export function installCors(app: FastifyInstance, options: CorsOptions): void {
       void reply.header("Access-Control-Max-Age", maxAge);
     }
     void reply.header("Allow", METHOD_LIST);
-    return reply.code(204).send();
+    void reply.code(204).send();
   });
 
   if (enabled && !any) {
     // After the route: a route's own Vary (e.g. "Accept, Accept-Encoding" on metadata) would replace one set earlier.
-    app.addHook("onSend", async (_request, reply, payload) => {
+    app.addHook("onSend", (_request, reply, payload, done) => {
       const vary = reply.getHeader("vary");
       if (vary === undefined) void reply.header("Vary", "Origin");
       else if (!/\borigin\b/i.test(String(vary))) void reply.header("Vary", `${String(vary)}, Origin`);
-      return payload;
+      done(null, payload);
     });
   }
 }

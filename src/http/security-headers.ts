@@ -5,11 +5,11 @@
  *   a bulk data download (stored bytes are attacker-controlled).
  * - `Referrer-Policy: no-referrer`: URLs hold study UIDs (patient data); they must not leak to
  *   other sites through the Referer header.
- * - `Content-Security-Policy`: API answers (JSON, multipart, images) get `default-src 'none'`,
+ * - `Content-Security-Policy`: DICOMweb answers (JSON, multipart, images) get `default-src 'none'`,
  *   which nothing loading them with fetch or <img> is affected by, but which stops a response
- *   opened as a document from running anything. HTML pages that set no policy themselves (the
- *   landing page) get a strict page policy; a page that needs more (a hosted viewer) sets its
- *   own header in its route, and that one is kept.
+ *   opened as a document from running anything. Other paths (the landing page) get a strict page
+ *   policy (no script at all); a page that needs more (a hosted viewer) sets its own header in
+ *   its route, which replaces this one.
  * - `frame-ancestors` / `X-Frame-Options`: no clickjacking; origins may be allowed to frame pages.
  * - `Cross-Origin-Resource-Policy`: same-site, except DICOMweb answers when CORS origins are
  *   configured (a viewer on another site loads thumbnails with <img>, which CORP would block).
@@ -39,21 +39,16 @@ export function installSecurityHeaders(app: FastifyInstance, options: SecurityHe
   const crossOriginDicomweb = options.corsOrigins.length > 0;
   const root = options.dicomwebPath;
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback-style and synchronous: no promise per request.
+  app.addHook("onRequest", (request, reply, done) => {
+    const dicomweb = request.url.startsWith(root) && "/?".includes(request.url.charAt(root.length) || "/");
     void reply.header("X-Content-Type-Options", "nosniff");
     void reply.header("Referrer-Policy", "no-referrer");
-    void reply.header("Content-Security-Policy", apiCsp);
+    // DICOMweb answers are data; anything else may be a page (landing page). A route that sets its own policy replaces this one.
+    void reply.header("Content-Security-Policy", dicomweb ? apiCsp : pageCsp);
     if (denyFraming) void reply.header("X-Frame-Options", "DENY");
-    const dicomweb = crossOriginDicomweb && request.url.startsWith(root) && "/?".includes(request.url.charAt(root.length) || "/");
-    void reply.header("Cross-Origin-Resource-Policy", dicomweb ? "cross-origin" : "same-site");
+    void reply.header("Cross-Origin-Resource-Policy", dicomweb && crossOriginDicomweb ? "cross-origin" : "same-site");
     if (hsts !== undefined) void reply.header("Strict-Transport-Security", hsts);
-  });
-
-  // After the route: an HTML page without its own policy gets the page policy (the API one would block its style).
-  app.addHook("onSend", async (_request, reply, payload) => {
-    if (reply.getHeader("content-security-policy") === apiCsp && String(reply.getHeader("content-type")).startsWith("text/html")) {
-      void reply.header("Content-Security-Policy", pageCsp);
-    }
-    return payload;
+    done();
   });
 }
