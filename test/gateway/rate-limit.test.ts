@@ -9,6 +9,8 @@ import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { test, type TestContext } from "node:test";
 import Fastify from "fastify";
+import { Readable } from "node:stream";
+import { type BatchFile, sendBatch } from "../../src/cli/import-stow.js";
 import { parseConfig, type ConfigInput } from "../../src/config.js";
 import { BucketTable, installRateLimits } from "../../src/gateway/rate-limit.js";
 import { decorateRequestState, type Principal } from "../../src/gateway/request-state.js";
@@ -105,6 +107,34 @@ test("real server: STOW larger than limits.store.maxRequestBytes gets 413 (decla
     (await httpRequest(`${s.dicomweb}/studies`, { method: "POST", headers: { "content-type": one.contentType }, body: one.body })).status,
     200,
   );
+});
+
+test("voxelgate import --url waits out a 429 (Retry-After) and sends the batch again", async (t) => {
+  const s = await startInProcess(t, { limits: { store: { perIp: { rate: 0.5, burst: 1 } } } });
+  const item = (n: number): BatchFile => {
+    const bytes = syntheticInstance({ studyUid: "1.2.3.92.1", seriesUid: "1.2.3.92.2", sopUid: `1.2.3.92.3.${n}` });
+    return {
+      item: {
+        name: `f${n}.dcm`,
+        baseName: `f${n}.dcm`,
+        size: bytes.length,
+        open: async () => Readable.from([bytes]),
+        head: async () => bytes,
+        release: () => {},
+      },
+      sopUid: `1.2.3.92.3.${n}`,
+    };
+  };
+  assert.deepEqual(await sendBatch([item(1)], { url: s.dicomweb }), [{ kind: "stored" }]);
+  // The bucket is empty now: a plain request is refused, the importer's batch waits and gets in.
+  const { body, contentType } = multipartBody([
+    syntheticInstance({ studyUid: "1.2.3.92.1", seriesUid: "1.2.3.92.2", sopUid: "1.2.3.92.9" }),
+  ]);
+  assert.equal(
+    (await httpRequest(`${s.dicomweb}/studies`, { method: "POST", headers: { "content-type": contentType }, body })).status,
+    429,
+  );
+  assert.deepEqual(await sendBatch([item(2)], { url: s.dicomweb }), [{ kind: "stored" }]);
 });
 
 test("real server: a study retrieve holds its slot while it streams; the next one is refused when the queue is full", async (t) => {
