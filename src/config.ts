@@ -6,6 +6,91 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 
+// ---- Gateway: CORS, security headers, rate limits (src/http/cors.ts, security-headers.ts, src/gateway/rate-limit.ts) ----
+
+/** A browser origin as the Origin header sends it: scheme://host[:port], no path, no trailing slash. */
+const corsOrigin = z.string().refine(
+  (o) => {
+    if (o === "*") return true;
+    try {
+      return new URL(o).origin === o;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'each origin must be "*" or scheme://host[:port] with no path or trailing slash, e.g. http://localhost:3000' },
+);
+
+/** A token bucket: `rate` requests per second sustained, `burst` at once; `false` turns it off. */
+const bucket = (rate: number, burst: number) =>
+  z
+    .union([z.object({ rate: z.number().positive(), burst: z.number().int().positive() }).strict(), z.literal(false)])
+    .default({ rate, burst });
+
+/** Limits of one DICOMweb behaviour: per authenticated principal, and per client IP (every request). */
+const behaviourLimits = (perPrincipal: [number, number], perIp: [number, number]) =>
+  z.object({ perPrincipal: bucket(...perPrincipal), perIp: bucket(...perIp) }).strict();
+
+/**
+ * Defaults that never bother one OHIF user (a 3,000-slice CT fires thousands of frame requests in
+ * seconds; a study list opens dozens of thumbnails) but stop a scraper's sustained rate.
+ */
+export const LimitsSchema = z
+  .object({
+    /** false: no rate limits, concurrency caps or body limits at all. */
+    enabled: z.boolean().default(true),
+    search: behaviourLimits([20, 200], [50, 500]).prefault({}),
+    retrieve: behaviourLimits([300, 5000], [1000, 10000]).prefault({}),
+    render: behaviourLimits([100, 1000], [200, 2000]).prefault({}),
+    store: behaviourLimits([100, 1000], [200, 2000])
+      .extend({
+        /** Largest STOW-RS request body (all parts together); larger → 413. */
+        maxRequestBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(4 * 1024 * 1024 * 1024),
+      })
+      .prefault({}),
+    delete: behaviourLimits([10, 100], [10, 100]).prefault({}),
+    /** Buckets kept per behaviour and key kind; the least recently used is forgotten beyond this. */
+    maxTrackedClients: z.number().int().positive().default(10000),
+    /** Server-wide caps on heavy work running at once, with a bounded wait queue (then 503 + Retry-After). */
+    concurrency: z
+      .object({
+        /** Study- and series-level instance retrieves (multipart / zip of many files). */
+        studyRetrieve: z.number().int().positive().default(4),
+        /** Rendered images and thumbnails (decode + encode in the codec pool). */
+        render: z.number().int().positive().default(8),
+        /** Requests waiting per cap before new ones are refused. */
+        queue: z.number().int().nonnegative().default(64),
+        /** Longest wait in the queue. */
+        queueTimeoutSeconds: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type LimitsConfig = z.infer<typeof LimitsSchema>;
+
+/** Response headers every answer carries (src/http/security-headers.ts). */
+export const SecurityHeadersSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Origins allowed to frame Voxelgate's pages (CSP frame-ancestors); empty: none (X-Frame-Options: DENY). */
+    frameAncestors: z.array(corsOrigin).default([]),
+    /** Content-Security-Policy of HTML pages that set none themselves (the landing page); default: a strict one. */
+    pageContentSecurityPolicy: z.string().min(1).optional(),
+    /** Strict-Transport-Security max-age when publicUrl is https; 0 turns it off. */
+    hstsMaxAgeSeconds: z.number().int().nonnegative().default(15552000),
+  })
+  .strict();
+
+export type SecurityHeadersConfig = z.infer<typeof SecurityHeadersSchema>;
+
+// ---- end gateway block ----
+
 export const ConfigSchema = z
   .object({
     host: z.string().min(1).default("127.0.0.1"),
@@ -22,7 +107,14 @@ export const ConfigSchema = z
     /** Proxies whose Forwarded / X-Forwarded-* headers are believed: addresses or CIDRs (Fastify trustProxy). */
     trustedProxies: z.array(z.string()).default([]),
     /** Origins allowed by CORS (exact origins, or "*"); empty: CORS off. */
-    corsOrigins: z.array(z.string()).default([]),
+    corsOrigins: z.array(corsOrigin).default([]),
+    /** Access-Control-Allow-Credentials (cookies / client certificates); only with explicit corsOrigins, never "*". */
+    corsCredentials: z.boolean().default(false),
+    /** How long a browser may cache a preflight answer (Chromium caps it at 7200). */
+    corsMaxAgeSeconds: z.number().int().nonnegative().default(7200),
+    securityHeaders: SecurityHeadersSchema.prefault({}),
+    /** Rate limits per behaviour, concurrency caps, request body sizes. */
+    limits: LimitsSchema.prefault({}),
     /** DELETE on studies, series and instances. */
     allowDelete: z.boolean().default(false),
     /** What STOW does with a SOP Instance UID already stored with different bytes. */
@@ -76,7 +168,18 @@ export const ConfigSchema = z
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // Browsers refuse a credentialed response with a wildcard origin: a config that asks for both cannot work.
+    if (c.corsCredentials && (c.corsOrigins.length === 0 || c.corsOrigins.includes("*"))) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["corsCredentials"],
+        message:
+          'true needs explicit origins in corsOrigins (not "*", not empty): browsers refuse credentials with a wildcard origin; list the viewer origins, e.g. ["https://viewer.example.org"]',
+      });
+    }
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

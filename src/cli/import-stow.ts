@@ -141,9 +141,13 @@ async function* multipartBody(files: BatchFile[], boundary: string, onBytes?: (n
  * Sends one batch. A file that cannot be read mid-request gets its own failure and the batch is
  * sent again without it; any other problem fails every file of the batch with the same reason.
  */
+/** Times one batch is sent again after a 429 / 503 with Retry-After. */
+const MAX_BUSY_RETRIES = 5;
+
 export async function sendBatch(files: BatchFile[], options: StowClientOptions): Promise<Outcome[]> {
   const outcomes = new Map<BatchFile, Outcome>();
   let pending = files;
+  let busyRetries = 0;
   while (pending.length > 0) {
     const boundary = `voxelgate-${randomBytes(16).toString("hex")}`;
     let response: Response;
@@ -169,6 +173,13 @@ export async function sendBatch(files: BatchFile[], options: StowClientOptions):
       const reason = networkFailure(err);
       for (const f of pending) outcomes.set(f, { kind: "failed", reason });
       break;
+    }
+    // The server's limits (429 rate limit, 503 busy) say when to come back: wait and send the batch again.
+    const retryAfter = Number(response.headers.get("retry-after"));
+    if ((response.status === 429 || response.status === 503) && retryAfter > 0 && busyRetries < MAX_BUSY_RETRIES) {
+      busyRetries++;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(retryAfter, 60) * 1000));
+      continue;
     }
     let results: Outcome[] | undefined;
     let reason = requestFailure(response.status, response.statusText, text);

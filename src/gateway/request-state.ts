@@ -82,13 +82,24 @@ export function noteAccess(request: FastifyRequest, ...entities: AccessedEntity[
   request.accessed.push(...entities);
 }
 
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // malformed escape: the router will not match it either
+  }
+}
+
 /**
  * The DICOMweb behaviour and target of a request, from its method and path below the DICOMweb
  * root (`/studies/1.2/series/3.4/rendered`), or undefined for anything that is not DICOMweb.
  * One place that knows the URL space, so every policy classifies a request the same way.
  */
 export function classifyRequest(method: string, pathBelowRoot: string): AccessTarget | undefined {
-  const segments = (pathBelowRoot.split("?", 1)[0] ?? "").split("/").filter((s) => s !== "");
+  const path = pathBelowRoot.split("?", 1)[0] ?? "";
+  const segments = path.split("/").filter((s) => s !== "");
+  // The router decodes percent-escapes (/%73tudies is served as /studies): classify what it will serve, or a policy is bypassed.
+  if (path.includes("%")) for (let k = 0; k < segments.length; k++) segments[k] = decodeSegment(segments[k] as string);
   const verb = method.toUpperCase();
   const [first, ...after] = segments;
   if (first === "series" || first === "instances") {

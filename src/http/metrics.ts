@@ -31,6 +31,18 @@ const cacheLookups = new Counter({
   registers: [processRegistry],
 });
 
+const rateLimited = new Counter({
+  name: "voxelgate_rate_limited_total",
+  help: "Requests refused by the gateway's limits, by DICOMweb behaviour and key (principal, ip, concurrency)",
+  labelNames: ["behaviour", "key"] as const,
+  registers: [processRegistry],
+});
+
+/** Counts one request refused by a rate limit (key "principal" or "ip") or a concurrency cap ("concurrency"). */
+export function recordRateLimited(behaviour: string, key: "principal" | "ip" | "concurrency"): void {
+  rateLimited.inc({ behaviour, key });
+}
+
 /** Counts instances newly stored (or overwritten); call it once per STOW request or import batch. */
 export function recordInstancesStored(n: number): void {
   if (n > 0) instancesStored.inc(n);

@@ -10,14 +10,16 @@ import { CodecPool } from "../codec/index.js";
 import { MetadataService } from "../dicomweb/metadata.js";
 import { PixelService } from "../dicomweb/pixels.js";
 import type { Archive } from "../store/archive.js";
+import { installRateLimits } from "../gateway/rate-limit.js";
 import { decorateRequestState } from "../gateway/request-state.js";
 import type { RouteContext } from "./context.js";
 import { installCors } from "./cors.js";
 import { deleteRoutes } from "./delete-routes.js";
 import { installErrorHandler } from "./errors.js";
 import { landingPage } from "./landing-page.js";
-import { metricsPlugin, recordCacheLookup } from "./metrics.js";
+import { metricsPlugin, recordCacheLookup, recordRateLimited } from "./metrics.js";
 import { publicBaseResolver } from "./public-url.js";
+import { installSecurityHeaders } from "./security-headers.js";
 import { qidoRoutes } from "./qido-routes.js";
 import { renderedRoutes } from "./rendered-routes.js";
 import { stowRoutes } from "./stow-routes.js";
@@ -50,7 +52,18 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   });
   decorateRequestState(app);
   installErrorHandler(app);
-  installCors(app, config.corsOrigins);
+  // Hook order matters (onRequest hooks run in registration order, route-level ones after all global ones):
+  // 1. security headers (every answer); 2. CORS, so every answer after it (preflights, 401, 429, 503, errors)
+  // is readable by a viewer on another origin; 3. identity (sets request.principal: register it here, before
+  // the routes); 4. rate limits: route-level hooks on the DICOMweb routes, so they always see the principal.
+  installSecurityHeaders(app, {
+    ...config.securityHeaders,
+    publicUrl: config.publicUrl,
+    dicomwebPath: config.dicomwebPath,
+    corsOrigins: config.corsOrigins,
+  });
+  installCors(app, { origins: config.corsOrigins, credentials: config.corsCredentials, maxAgeSeconds: config.corsMaxAgeSeconds });
+  installRateLimits(app, { limits: config.limits, dicomwebPath: config.dicomwebPath, onLimited: recordRateLimited });
 
   const ctx: RouteContext = {
     archive,
@@ -83,6 +96,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   await app.register(stowRoutes, {
     ...ctx,
     maxInstanceBytes: config.maxInstanceBytes,
+    maxRequestBytes: config.limits.enabled ? config.limits.store.maxRequestBytes : undefined,
     metadata,
     pixels,
     pretranscode: config.pretranscode,

@@ -35,6 +35,8 @@ export async function stowRoutes(
   app: FastifyInstance,
   ctx: RouteContext & {
     maxInstanceBytes: number;
+    /** Largest whole request (limits.store.maxRequestBytes); a Content-Length above it is refused before the route. */
+    maxRequestBytes?: number;
     metadata: MetadataService;
     pixels: PixelService;
     pretranscode?: { modalities: string[]; transferSyntax: string };
@@ -68,7 +70,7 @@ export async function stowRoutes(
         results = [await ctx.archive.ingestStream(body, { expectedStudyUid })];
       } else if (media.mediaType === "multipart/related") {
         const type = (media.params["type"] ?? "").toLowerCase();
-        const parts = stowParts(readParts(body, contentType, { maxPartBytes: ctx.maxInstanceBytes }));
+        const parts = stowParts(readParts(body, contentType, { maxPartBytes: ctx.maxInstanceBytes, maxTotalBytes: ctx.maxRequestBytes }));
         if (type === DICOM || type === "") results = await storeDicomParts(ctx.archive, parts, expectedStudyUid);
         else if (type === DICOM_JSON) results = await storeJsonParts(ctx.archive, parts, expectedStudyUid);
         else {
@@ -86,7 +88,10 @@ export async function stowRoutes(
     } catch (err) {
       // The request could not be read to its end: nothing was stored. Close the connection, the rest of the body is unread.
       reply.header("Connection", "close");
-      if (err instanceof MultipartError) throw new DicomwebError(err.statusCode, `${err.message}; nothing from this request was stored`);
+      if (err instanceof MultipartError) {
+        const setting = err.code === "BODY_TOO_LARGE" ? " (limits.store.maxRequestBytes)" : "";
+        throw new DicomwebError(err.statusCode, `${err.message}${setting}; nothing from this request was stored`);
+      }
       if (err instanceof StowRequestError) throw new DicomwebError(err.status, `${err.message}; nothing from this request was stored`);
       if (err instanceof DicomwebError) throw err;
       if ((err as { name?: string }).name === "MediaTypeError")

@@ -40,3 +40,14 @@ test("classifyRequest names the behaviour and target of every DICOMweb route", (
     assert.deepEqual(classifyRequest(method, path), expected, `${method} ${path}`);
   }
 });
+
+test("classifyRequest decodes percent-escapes as the router does, so an encoded path cannot dodge a policy", () => {
+  assert.deepEqual(classifyRequest("GET", "/%73tudies"), {
+    behaviour: "search",
+    studyUid: undefined,
+    seriesUid: undefined,
+    sopUid: undefined,
+  });
+  assert.equal(classifyRequest("GET", "/studies/1.2/series/3.4/%72endered")?.behaviour, "render");
+  assert.equal(classifyRequest("GET", "/studies/1.2/%ZZ")?.behaviour, "retrieve", "a malformed escape is left as is");
+});
