@@ -13,6 +13,9 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { open, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
+/** The file name an entry's bytes are kept under (the key can be long and hold any character). */
+export const cacheFileName = (key: string): string => createHash("sha256").update(key).digest("hex");
+
 export interface DiskCacheOptions {
   /** Memory for recently used entries (0: none). Entries above 1/16 of it stay on disk only. */
   memoryBytes?: number;
@@ -45,7 +48,7 @@ export class DiskCache {
   }
 
   private fileOf(key: string): string {
-    return join(this.dir, createHash("sha256").update(key).digest("hex"));
+    return join(this.dir, cacheFileName(key));
   }
 
   private hit(bytes: Buffer): Buffer {

@@ -14,6 +14,8 @@ import { Readable } from "node:stream";
 import { after, before, test, type TestContext } from "node:test";
 import dicomweb from "dicomweb-client";
 import sharp, { type Metadata } from "sharp";
+import { parseRenderParams, renderCacheKey } from "../../src/codec/render-params.js";
+import { cacheFileName } from "../../src/dicomweb/disk-cache.js";
 import { readParts } from "../../src/http/multipart.js";
 import {
   cacheFiles as cacheFilesOf,
@@ -22,7 +24,7 @@ import {
   type InProcessServer,
   multipartBody,
   reasonOf,
-  settledCacheFiles,
+  sha256,
   startInProcess,
 } from "../helpers/archive-harness.js";
 import { PYDICOM_DATA, PYTHON, requireTools, run, toolsAvailable, TOOLS } from "../helpers/tools.js";
@@ -343,17 +345,19 @@ test("rendered cache: files under <data>/cache/rendered only, the second request
   const f = fixture("rgb8");
   const url = `${instanceUrl(f)}/rendered?quality=77`;
   const nativeBefore = cacheFiles("native");
-  const renderedBefore = cacheFiles("rendered");
   const lookups0 = await cacheLookups();
   const first = await get(url, "image/jpeg");
   await image(first, "image/jpeg", "first");
   const lookups1 = await cacheLookups();
   assert.equal(lookups1("rendered", "miss") - lookups0("rendered", "miss"), 1, "first request: a rendered miss");
-  assert.equal(
-    (await settledCacheFiles(main.dataDir, "rendered", renderedBefore.length + 1)).length - renderedBefore.length,
-    1,
-    "one file under cache/rendered",
-  );
+  // The entry's file: named after (instance content hash, frame 1, every render parameter).
+  const fileFor = (quality: number) =>
+    cacheFileName(`${sha256(f.bytes)}/1/${renderCacheKey(parseRenderParams([["quality", String(quality)]]), "image/jpeg")}`);
+  const settled = async (name: string) => {
+    for (let i = 0; i < 200 && !cacheFiles("rendered").some((p) => p.endsWith(name)); i++) await new Promise((r) => setTimeout(r, 50));
+    return cacheFiles("rendered").filter((p) => p.endsWith(name));
+  };
+  assert.equal((await settled(fileFor(77))).length, 1, "the image's file is under cache/rendered");
   const second = await get(url, "image/jpeg");
   const lookups2 = await cacheLookups();
   assert.ok(second.body.equals(first.body), "same image");
@@ -361,7 +365,7 @@ test("rendered cache: files under <data>/cache/rendered only, the second request
   assert.equal(lookups2("rendered", "miss") - lookups1("rendered", "miss"), 0);
   await image(await get(`${instanceUrl(f)}/rendered?quality=78`, "image/jpeg"), "image/jpeg", "other quality");
   assert.equal((await cacheLookups())("rendered", "miss") - lookups2("rendered", "miss"), 1, "other parameters: another entry");
-  assert.equal((await settledCacheFiles(main.dataDir, "rendered", renderedBefore.length + 2)).length - renderedBefore.length, 2);
+  assert.equal((await settled(fileFor(78))).length, 1, "the other quality's own file");
   assert.deepEqual(cacheFiles("native"), nativeBefore, "rendering never writes to the native cache");
   assert.equal(
     lookups2("native", "hit") + lookups2("native", "miss"),
