@@ -68,7 +68,8 @@ declare module "fastify" {
 
 /** Adds the request decorations. Call once on the root instance before any hook reads them. */
 export function decorateRequestState(app: FastifyInstance): void {
-  app.decorateRequest("principal", ANONYMOUS);
+  // Fastify refuses object defaults on decorators (they would be shared); each request gets its own in onRequest.
+  app.decorateRequest("principal", null as unknown as Principal);
   app.decorateRequest("accessed", null as unknown as AccessedEntity[]);
   app.addHook("onRequest", async (request) => {
     request.principal = ANONYMOUS;
