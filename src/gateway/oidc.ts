@@ -107,6 +107,7 @@ export class OidcVerifier {
         this.lastError = `OIDC discovery at ${url} failed: ${(err as Error).message}; retrying`;
         this.discovery = undefined;
         if (!this.closed) {
+          clearTimeout(this.retryTimer);
           this.retryTimer = setTimeout(() => void this.discover().catch(() => undefined), this.retryDelayMs);
           this.retryTimer.unref();
           this.retryDelayMs = Math.min(this.retryDelayMs * 2, 60_000);
