@@ -309,16 +309,17 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): AuthSer
   });
 
   // Retrieve, render and delete of what the grant does not cover look like a study that is not stored.
-  app.addHook("preHandler", async (request) => {
-    const target = targets.get(request);
-    if (!target || target.studyUid === undefined || target.behaviour === "search" || target.behaviour === "store") return;
-    const access = request.decision?.get(target.behaviour);
-    if (access === undefined || access === "all") return;
-    const scope = scopeFromPath({ study: target.studyUid, series: target.seriesUid, instance: target.sopUid });
-    if (!index.allows({ studyUid: target.studyUid, seriesUid: target.seriesUid }, rulesForScope(access, target.seriesUid))) {
-      throw new DicomwebError(404, notFoundReason(scope));
-    }
-  });
+  if (enabled)
+    app.addHook("preHandler", async (request) => {
+      const target = targets.get(request);
+      if (!target || target.studyUid === undefined || target.behaviour === "search" || target.behaviour === "store") return;
+      const access = request.decision?.get(target.behaviour);
+      if (access === undefined || access === "all") return;
+      const scope = scopeFromPath({ study: target.studyUid, series: target.seriesUid, instance: target.sopUid });
+      if (!index.allows({ studyUid: target.studyUid, seriesUid: target.seriesUid }, rulesForScope(access, target.seriesUid))) {
+        throw new DicomwebError(404, notFoundReason(scope));
+      }
+    });
 
   // POST /api/share-tokens { studyUid, seriesUid?, ttlSeconds? }: needs retrieve rights on that study (series).
   app.post("/api/share-tokens", async (request, reply) => {

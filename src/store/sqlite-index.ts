@@ -363,8 +363,17 @@ export class SqliteIndex implements Index {
         ? `SELECT 1 AS one FROM studies st WHERE st.study_uid = ? AND ${part.sql}`
         : `SELECT 1 AS one FROM series se JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ? AND se.series_uid = ? AND ${part.sql}`;
     const params = scope.seriesUid === undefined ? [scope.studyUid, ...part.params] : [scope.studyUid, scope.seriesUid, ...part.params];
-    return this.db.prepare<unknown[], { one: number }>(sql).get(...params) !== undefined;
+    let statement = this.allowsStatements.get(sql);
+    if (!statement) {
+      if (this.allowsStatements.size >= 64) this.allowsStatements.clear();
+      statement = this.db.prepare<unknown[], { one: number }>(sql);
+      this.allowsStatements.set(sql, statement);
+    }
+    return statement.get(...params) !== undefined;
   }
+
+  /** allows() runs on every retrieve of a restricted caller (frames included): its statements are kept by shape. */
+  private readonly allowsStatements = new Map<string, Database.Statement<unknown[], { one: number }>>();
 
   frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined {
     const row = this.statements.framesOf.get(sopUid);

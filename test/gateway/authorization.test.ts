@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { createApiKey } from "../../src/gateway/api-keys.js";
 import { ShareTokens } from "../../src/gateway/share-tokens.js";
 import { openArchive } from "../../src/store/file-archive.js";
 import { SqliteIndex } from "../../src/store/sqlite-index.js";
@@ -282,4 +283,25 @@ test("an index made before the grant columns is upgraded in place and filled fro
   assert.ok(upgraded.allows({ studyUid: S3 }, [{ institutionName: "Clinic B" }]));
   assert.ok(!upgraded.allows({ studyUid: S1 }, [{ institutionName: "Clinic B" }]));
   assert.ok(upgraded.allows({ studyUid: S4 }, [{ issuerOfPatientId: "SITE-A" }]));
+});
+
+test("DELETE needs a delete scope and a study inside the grant (API keys with roles, rule grants)", async (t) => {
+  const deleter = createApiKey("cleaner", ["dicomweb.delete", "dicomweb.search"], ["site-a"]);
+  const reader = createApiKey("reader", ["dicomweb.read"], ["site-a"]);
+  const server = await startInProcess(t, {
+    allowDelete: true,
+    auth: { apiKeys: [deleter.entry, reader.entry], rules: [{ when: { role: "site-a" }, allow: { issuerOfPatientId: "SITE-A" } }] },
+  });
+  for (const i of INSTANCES) assert.ok((await server.archive.ingestStream(Readable.from([patientInstance(i)]))).ok);
+  const del = (study: string, key: string) =>
+    httpRequest(`${server.dicomweb}/studies/${study}`, { method: "DELETE", headers: { "x-api-key": key } });
+  const noScope = await del(S4, reader.key);
+  assert.equal(noScope.status, 403);
+  assert.match(String(noScope.headers["www-authenticate"]), /insufficient_scope.*dicomweb.delete/);
+  const outside = await del(S3, deleter.key);
+  assert.equal(outside.status, 404, "a SITE-B study is not there for a SITE-A key");
+  assert.equal(reasonOf(outside), `study ${S3} is not stored`);
+  assert.ok(server.archive.index.exists({ studyUid: S3 }));
+  assert.equal((await del(S4, deleter.key)).status, 200);
+  assert.ok(!server.archive.index.exists({ studyUid: S4 }));
 });
