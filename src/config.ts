@@ -90,6 +90,115 @@ export const SecurityHeadersSchema = z
 export type SecurityHeadersConfig = z.infer<typeof SecurityHeadersSchema>;
 
 // ---- end gateway block ----
+// ---- Gateway identity and authorization (src/gateway; README "Authentication and authorization") ----
+
+/** Signature algorithms a JWT may use: asymmetric only (never `none`, never HS* with a public key set). */
+export const JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"] as const;
+
+const GrantSchema = z
+  .object({
+    patientId: z.string().min(1).optional(),
+    issuerOfPatientId: z.string().min(1).optional(),
+    institutionName: z.string().min(1).optional(),
+    studyUids: z.array(z.string().min(1)).optional(),
+  })
+  .strict();
+
+const AuthSchema = z
+  .object({
+    /** OAuth 2.0 / OpenID Connect bearer tokens, verified locally against the issuer's published keys. */
+    oidc: z
+      .object({
+        issuer: z.url(),
+        /** Accepted `aud` values; a token must name at least one. */
+        audiences: z.array(z.string().min(1)).min(1, "give at least one audience (--oidc-audience)"),
+        algorithms: z
+          .array(z.enum(JWT_ALGORITHMS))
+          .min(1)
+          .default([...JWT_ALGORITHMS]),
+        /** Leeway for exp / nbf / iat against clock drift. */
+        clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+        /** Claims (dot paths) whose values are roles; all present ones are joined. */
+        rolesClaims: z.array(z.string().min(1)).default(["realm_access.roles", "roles", "groups"]),
+        /** Claim holding the SMART launch patient. */
+        patientClaim: z.string().min(1).default("patient"),
+        /** How often the key set is refreshed in the background; an unknown kid refetches at most every cooldown. */
+        jwksRefreshSeconds: z.number().int().positive().default(600),
+        jwksCooldownSeconds: z.number().int().min(0).default(30),
+      })
+      .strict()
+      .optional(),
+    /** Service accounts: only the SHA-256 (hex) of each key is kept (`voxelgate apikey create` prints an entry). */
+    apiKeys: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1),
+            sha256: z
+              .string()
+              .regex(/^[0-9a-fA-F]{64}$/, "must be the 64-hex-digit SHA-256 of the key")
+              .transform((v) => v.toLowerCase()),
+            scopes: z.array(z.string().min(1)),
+            roles: z.array(z.string().min(1)).default([]),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Scopes of requests without credentials (e.g. ["dicomweb.search"]); none by default once auth is on. */
+    anonymousScopes: z.array(z.string().min(1)).default([]),
+    /**
+     * Rule-based grants. Without rules every scope reaches every study; with rules a principal sees
+     * the union of what the rules matching it allow (nothing when none matches).
+     */
+    rules: z
+      .array(
+        z
+          .object({
+            when: z
+              .object({
+                role: z.string().min(1).optional(),
+                subject: z.string().min(1).optional(),
+                client: z.string().min(1).optional(),
+                scope: z.string().min(1).optional(),
+              })
+              .strict(),
+            allow: z.union([z.literal("all"), GrantSchema]),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** SMART patient context matches PatientID and, when set, this Issuer of Patient ID. */
+    patientIdIssuer: z.string().min(1).optional(),
+    /** Signed, expiring links to one study (or series) for report-launched viewers. */
+    shareTokens: z
+      .object({
+        /** HMAC key file (created with a random key when missing; default <data>/gateway/share-token.key). Share it between nodes. */
+        secretFile: z.string().min(1).optional(),
+        defaultTtlSeconds: z.number().int().positive().default(3600),
+        maxTtlSeconds: z
+          .number()
+          .int()
+          .positive()
+          .default(7 * 24 * 3600),
+        /** Viewer URL template: {origin}, {dicomweb}, {studyUid}, {seriesUid}, {token} are filled in (URL-encoded); query parameters left empty are dropped. */
+        viewerUrl: z.string().min(1).default("{origin}/viewer?StudyInstanceUIDs={studyUid}&SeriesInstanceUIDs={seriesUid}&token={token}"),
+      })
+      .strict()
+      .default(() => ({
+        defaultTtlSeconds: 3600,
+        maxTtlSeconds: 7 * 24 * 3600,
+        viewerUrl: "{origin}/viewer?StudyInstanceUIDs={studyUid}&SeriesInstanceUIDs={seriesUid}&token={token}",
+      })),
+  })
+  .strict();
+
+export type AuthConfig = z.infer<typeof AuthSchema>;
+
+/** True when the gateway authenticates callers (an OIDC issuer or API keys): then a remote bind is allowed. */
+export const authenticates = (auth: AuthConfig): boolean => auth.oidc !== undefined || auth.apiKeys.length > 0;
+
+/** True when any policy is configured; otherwise every request is allowed (the archive's loopback default). */
+export const authEnabled = (auth: AuthConfig): boolean => authenticates(auth) || auth.anonymousScopes.length > 0 || auth.rules.length > 0;
 
 export const ConfigSchema = z
   .object({
@@ -167,6 +276,7 @@ export const ConfigSchema = z
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),
+    auth: AuthSchema.default(() => AuthSchema.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -222,15 +332,31 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.VOXELGATE_HOST) out.host = env.VOXELGATE_HOST;
   if (env.VOXELGATE_PORT) out.port = Number(env.VOXELGATE_PORT);
   if (env.VOXELGATE_DATA) out.data = env.VOXELGATE_DATA;
+  const oidc: Record<string, unknown> = {};
+  if (env.VOXELGATE_OIDC_ISSUER) oidc.issuer = env.VOXELGATE_OIDC_ISSUER;
+  if (env.VOXELGATE_OIDC_AUDIENCE)
+    oidc.audiences = env.VOXELGATE_OIDC_AUDIENCE.split(",")
+      .map((a) => a.trim())
+      .filter(Boolean);
+  if (Object.keys(oidc).length > 0) out.auth = { oidc };
   return out;
 }
 
 /** Merges the sources (later wins) and validates. */
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> }): Config {
   const fromFile = options.file ? readConfigFile(options.file) : {};
-  const merged = { ...fromFile, ...configFromEnv(options.env ?? {}), ...stripUndefined(options.flags ?? {}) };
+  const merged = deepMerge(deepMerge(fromFile, configFromEnv(options.env ?? {})), stripUndefined(options.flags ?? {}));
   return parseConfig(merged, options.file ? `configuration (file ${options.file}, environment and flags)` : "configuration");
 }
 
 const stripUndefined = (o: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Later wins; nested objects (e.g. auth.oidc from a flag over the file's auth block) are merged, arrays replaced. */
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+  return out;
+}

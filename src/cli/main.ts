@@ -2,6 +2,7 @@
 /** The `voxelgate` command. */
 import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, loadConfig } from "../config.js";
+import { createApiKey } from "../gateway/api-keys.js";
 import { startServer } from "../http/server.js";
 import { openArchive } from "../store/file-archive.js";
 import { dumpFiles } from "./dump.js";
@@ -12,6 +13,25 @@ const positiveInt = (value: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a non-negative integer");
   return n;
 };
+
+interface ServeOptions {
+  host?: string;
+  port?: number;
+  data?: string;
+  config?: string;
+  corsOrigin?: string[];
+  publicUrl?: string;
+  oidcIssuer?: string;
+  oidcAudience?: string[];
+}
+
+/** --oidc-issuer / --oidc-audience as a partial auth block (merged over the file's and the environment's). */
+function oidcFlags(opts: ServeOptions): Record<string, unknown> | undefined {
+  const oidc: Record<string, unknown> = {};
+  if (opts.oidcIssuer !== undefined) oidc.issuer = opts.oidcIssuer;
+  if (opts.oidcAudience !== undefined) oidc.audiences = opts.oidcAudience.flatMap((a) => a.split(",")).filter(Boolean);
+  return Object.keys(oidc).length > 0 ? { oidc } : undefined;
+}
 
 const program = new Command().name("voxelgate").description("DICOMweb archive and imaging-aware gateway");
 
@@ -24,13 +44,22 @@ program
   .option("--config <file>", "JSON config file with any other setting (see README)")
   .option("--cors-origin <origin...>", "allow browser viewers on these origins (CORS), e.g. http://localhost:3000")
   .option("--public-url <url>", "public URL of this server as clients reach it, for RetrieveURL and BulkDataURI")
-  .action(async (opts: { host?: string; port?: number; data?: string; config?: string; corsOrigin?: string[]; publicUrl?: string }) => {
+  .option("--oidc-issuer <url>", "accept OIDC bearer tokens from this issuer (env VOXELGATE_OIDC_ISSUER)")
+  .option("--oidc-audience <aud...>", "accepted token audiences, repeatable (env VOXELGATE_OIDC_AUDIENCE, comma-separated)")
+  .action(async (opts: ServeOptions) => {
     let config;
     try {
       config = loadConfig({
         file: opts.config,
         env: process.env,
-        flags: { host: opts.host, port: opts.port, data: opts.data, corsOrigins: opts.corsOrigin, publicUrl: opts.publicUrl },
+        flags: {
+          host: opts.host,
+          port: opts.port,
+          data: opts.data,
+          corsOrigins: opts.corsOrigin,
+          publicUrl: opts.publicUrl,
+          auth: oidcFlags(opts),
+        },
       });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -63,6 +92,22 @@ program
     };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
+  });
+
+program
+  .command("apikey")
+  .description("API keys for service accounts")
+  .command("create")
+  .description("print a new random API key (once) and the auth.apiKeys config entry that accepts it (only its SHA-256)")
+  .requiredOption("--id <name>", "name of the service account (audit subject)")
+  .option("--scope <scope...>", "scopes, e.g. dicomweb.search dicomweb.retrieve or system/ImagingStudy.rs", [])
+  .option("--role <role...>", "roles for rule-based grants", [])
+  .action((opts: { id: string; scope: string[]; role: string[] }) => {
+    const { key, entry } = createApiKey(opts.id, opts.scope, opts.role);
+    process.stdout.write(
+      `API key for ${opts.id} (shown once; send it as "Authorization: ApiKey <key>" or "X-Api-Key: <key>"):\n\n  ${key}\n\n`,
+    );
+    process.stdout.write(`Add this entry to "auth": { "apiKeys": [...] } in the config file:\n\n${JSON.stringify(entry, null, 2)}\n`);
   });
 
 program

@@ -19,7 +19,7 @@ import {
   TransferSyntaxUids,
   writePart10,
 } from "../dicom/index.js";
-import type { Archive, PendingInstance } from "../store/archive.js";
+import type { Archive, IngestOptions, PendingInstance } from "../store/archive.js";
 import { FailureReason, type IngestResult, WarningReason } from "../store/ingest-result.js";
 import { DICOM, DICOM_JSON, OCTET_STREAM, syntaxesForMediaType } from "./media-types.js";
 
@@ -58,7 +58,7 @@ export class StowRequestError extends Error {
 export async function storeDicomParts(
   archive: Archive,
   parts: AsyncIterable<StowPart>,
-  expectedStudyUid?: string,
+  options: IngestOptions = {},
 ): Promise<IngestResult[]> {
   const staged: Array<PendingInstance | IngestResult> = [];
   try {
@@ -72,7 +72,7 @@ export async function storeDicomParts(
         });
         continue;
       }
-      staged.push(await archive.prepareStream(part.stream, { expectedStudyUid }));
+      staged.push(await archive.prepareStream(part.stream, options));
     }
   } catch (err) {
     await Promise.all(staged.map((p) => ("commit" in p ? p.discard() : undefined)));
@@ -107,7 +107,11 @@ interface BulkPart {
 }
 
 /** Stores a `type="application/dicom+json"` request: metadata parts plus bulk data parts. */
-export async function storeJsonParts(archive: Archive, parts: AsyncIterable<StowPart>, expectedStudyUid?: string): Promise<IngestResult[]> {
+export async function storeJsonParts(
+  archive: Archive,
+  parts: AsyncIterable<StowPart>,
+  options: IngestOptions = {},
+): Promise<IngestResult[]> {
   const budget = { left: MAX_JSON_STOW_BULK_BYTES };
   const datasets: unknown[] = [];
   const bulk = new Map<string, BulkPart>();
@@ -139,7 +143,7 @@ export async function storeJsonParts(archive: Archive, parts: AsyncIterable<Stow
     entry.bytes.push(bytes);
     bulk.set(part.contentLocation, entry);
   }
-  for (const json of datasets) results.push(await storeJsonDataset(archive, json, bulk, expectedStudyUid));
+  for (const json of datasets) results.push(await storeJsonDataset(archive, json, bulk, options));
   return results;
 }
 
@@ -163,7 +167,7 @@ async function storeJsonDataset(
   archive: Archive,
   json: unknown,
   bulk: Map<string, BulkPart>,
-  expectedStudyUid?: string,
+  options: IngestOptions,
 ): Promise<IngestResult> {
   let pixelSyntax: string | undefined;
   let pixelFrames: Buffer[] | undefined;
@@ -202,7 +206,7 @@ async function storeJsonDataset(
       reason: `the metadata cannot be encoded as DICOM: ${(err as Error).message}`,
     };
   }
-  const result = await archive.ingestStream(Readable.from([bytes]), { expectedStudyUid });
+  const result = await archive.ingestStream(Readable.from([bytes]), options);
   if (result.ok && converted.warnings.length > 0) {
     return { ...result, warnings: [...result.warnings, ...converted.warnings], warningReason: WarningReason.coercionOfDataElements };
   }

@@ -33,6 +33,7 @@ import {
   warningHeader,
   xmlMultipart,
 } from "../dicomweb/qido.js";
+import { accessFor } from "../gateway/http-auth.js";
 import type { Level } from "../store/query.js";
 import { negotiate, type Offer } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -133,7 +134,7 @@ export async function qidoRoutes(app: FastifyInstance, ctx: QidoRouteOptions): P
         if (err instanceof QidoError) return sendError(reply, err.status, err.error, err.detail);
         throw err;
       }
-      const result = ctx.archive.index.search(parsed.query);
+      const result = ctx.archive.index.search({ ...parsed.query, access: accessFor(request, "search") });
       const base = ctx.publicBase(request);
       const matches = finishResult(result, level, base);
 

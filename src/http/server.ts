@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
-import type { Config } from "../config.js";
+import { authenticates, type Config } from "../config.js";
 import { join } from "node:path";
 import { CodecPool } from "../codec/index.js";
 import { MetadataService } from "../dicomweb/metadata.js";
@@ -12,6 +12,7 @@ import { PixelService } from "../dicomweb/pixels.js";
 import type { Archive } from "../store/archive.js";
 import { installRateLimits } from "../gateway/rate-limit.js";
 import { decorateRequestState } from "../gateway/request-state.js";
+import { installAuth, stripTokenParameter } from "../gateway/http-auth.js";
 import type { RouteContext } from "./context.js";
 import { installCors } from "./cors.js";
 import { deleteRoutes } from "./delete-routes.js";
@@ -46,6 +47,8 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     forceCloseConnections: "idle",
     // Frame lists, UID lists and includefield lists can be long.
     routerOptions: { maxParamLength: 4096 },
+    // A share token in `?token=` leaves the URL before routing and logging.
+    rewriteUrl: stripTokenParameter(config.dicomwebPath),
   });
   app.addHook("onRequest", async (request, reply) => {
     void reply.header("X-Request-Id", request.id);
@@ -74,6 +77,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
       trustedProxies: config.trustedProxies,
     }),
   };
+  installAuth(app, { config, index: archive.index, dataDir: archive.dataDir, publicBase: ctx.publicBase });
   const metadata = new MetadataService(archive.index, config.metadataCacheBytes, (hit) => recordCacheLookup("metadata", hit));
   const pool = new CodecPool({ size: config.codecThreads });
   const pixels = new PixelService({
@@ -128,8 +132,11 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     } catch (err) {
       checks.storage = (err as Error).message;
     }
+    const gateway = app.auth.health();
+    Object.assign(checks, gateway.checks);
     const ready = Object.values(checks).every((v) => v === "ok");
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+    const warnings = Object.keys(gateway.warnings).length > 0 ? { warnings: gateway.warnings } : {};
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks, ...warnings });
   });
   return app;
 }
@@ -137,9 +144,9 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 export async function startServer(config: Config, archive: Archive): Promise<RunningServer> {
-  if (!LOOPBACK.has(config.host) && !config.allowUnauthenticatedRemote) {
+  if (!LOOPBACK.has(config.host) && !config.allowUnauthenticatedRemote && !authenticates(config.auth)) {
     throw new Error(
-      `refusing to serve patient data without authentication on ${config.host}: bind 127.0.0.1, ` +
+      `refusing to serve patient data without authentication on ${config.host}: bind 127.0.0.1, configure authentication (--oidc-issuer, or auth.apiKeys), ` +
         `or set "allowUnauthenticatedRemote": true in the config file if something in front of Voxelgate authenticates users`,
     );
   }

@@ -13,6 +13,7 @@ import type { MetadataService } from "../dicomweb/metadata.js";
 import type { PixelService } from "../dicomweb/pixels.js";
 import { type StowPart, StowRequestError, storeDicomParts, storeJsonParts, stowResponse } from "../dicomweb/stow.js";
 import { DicomwebError } from "../dicomweb/wado.js";
+import { storeGuard } from "../gateway/http-auth.js";
 import type { IngestResult } from "../store/ingest-result.js";
 import { negotiate, parseMediaType } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -63,16 +64,17 @@ export async function stowRoutes(
       throw new DicomwebError(406, `the STOW-RS response is available as ${DICOM_JSON} or ${DICOM_XML}; the Accept header allows neither`);
     const contentType = request.headers["content-type"] ?? "";
     const body = request.body as Readable;
+    const ingest = { expectedStudyUid, authorize: storeGuard(request, ctx.archive.index) };
     let results: IngestResult[];
     try {
       const media = parseMediaType(contentType);
       if (media.mediaType === DICOM) {
-        results = [await ctx.archive.ingestStream(body, { expectedStudyUid })];
+        results = [await ctx.archive.ingestStream(body, ingest)];
       } else if (media.mediaType === "multipart/related") {
         const type = (media.params["type"] ?? "").toLowerCase();
         const parts = stowParts(readParts(body, contentType, { maxPartBytes: ctx.maxInstanceBytes, maxTotalBytes: ctx.maxRequestBytes }));
-        if (type === DICOM || type === "") results = await storeDicomParts(ctx.archive, parts, expectedStudyUid);
-        else if (type === DICOM_JSON) results = await storeJsonParts(ctx.archive, parts, expectedStudyUid);
+        if (type === DICOM || type === "") results = await storeDicomParts(ctx.archive, parts, ingest);
+        else if (type === DICOM_JSON) results = await storeJsonParts(ctx.archive, parts, ingest);
         else {
           throw new DicomwebError(
             415,

@@ -3,6 +3,7 @@
  * pipeline. Services (dicomweb, CLI import) take an Archive; they never touch SQL or paths.
  */
 import type { Readable } from "node:stream";
+import type { DicomJsonDataset } from "../dicom/index.js";
 import type { IngestResult } from "./ingest-result.js";
 import type { BlobStore, DuplicatePolicy, Index, Scope } from "./types.js";
 
@@ -15,6 +16,19 @@ export interface ArchiveOptions {
 export interface IngestOptions {
   /** Study-targeted STOW: an instance of another study is refused. */
   expectedStudyUid?: string;
+  /**
+   * The caller's store grant (gateway policy): given the parsed instance, a reason to refuse it
+   * (FailureReason 0124), or undefined to store it. Runs before anything becomes visible.
+   */
+  authorize?: (instance: StoreCandidate) => string | undefined;
+}
+
+/** What a store authorization looks at: the instance's UIDs and its DICOM JSON (top level). */
+export interface StoreCandidate {
+  studyUid: string;
+  seriesUid: string;
+  sopUid: string;
+  metadata: DicomJsonDataset;
 }
 
 /** Placeholder for the public DICOMweb root inside materialized metadata; replaced when served. */

@@ -67,7 +67,7 @@ class FileArchive implements Archive {
 
   private async prepareStaged(staged: StagedFile, options: IngestOptions): Promise<StagedInstance> {
     try {
-      const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid);
+      const record = await materialize(staged, blobKeyFor(staged.sha256), options.expectedStudyUid, options.authorize);
       return new StagedInstance(this, staged.path, { record });
     } catch (err) {
       await this.blobs.discard(staged.path);

@@ -6,6 +6,8 @@ export const FailureReason = {
   processingFailure: 0x0110,
   /** 0111 Duplicate SOP instance (rejected by the duplicate policy). */
   duplicateSopInstance: 0x0111,
+  /** 0124 Refused: not authorized (the caller's grant does not cover this patient or study). */
+  notAuthorized: 0x0124,
   /** 0122 SOP class not supported. */
   sopClassNotSupported: 0x0122,
   /** A700 Out of resources. */

@@ -21,7 +21,7 @@ import {
   tagToHex,
   uidProblem,
 } from "../dicom/index.js";
-import { BASE_URL_TOKEN } from "./archive.js";
+import { BASE_URL_TOKEN, type IngestOptions } from "./archive.js";
 import { FailureReason, type IngestResult } from "./ingest-result.js";
 import type { BulkDataEntry, FrameRanges, InstanceRecord } from "./types.js";
 
@@ -109,7 +109,12 @@ function requireUid(ds: Dataset, tag: number, name: string, uids: IngestFailure[
 }
 
 /** Parses a staged file and builds everything the index stores about it. */
-export async function materialize(staged: StagedFile, blobKey: string, expectedStudyUid?: string): Promise<InstanceRecord> {
+export async function materialize(
+  staged: StagedFile,
+  blobKey: string,
+  expectedStudyUid?: string,
+  authorize?: IngestOptions["authorize"],
+): Promise<InstanceRecord> {
   const bytes = staged.bytes ?? (await readFile(staged.path));
   const read = readDicom(bytes);
   const ds = read.dataset;
@@ -193,6 +198,9 @@ export async function materialize(staged: StagedFile, blobKey: string, expectedS
     }
   }
   if (!ds.littleEndian) rangesInFile = false;
+
+  const refused = authorize?.({ studyUid, seriesUid, sopUid, metadata: json });
+  if (refused !== undefined) throw new IngestFailure(FailureReason.notAuthorized, refused, uids);
 
   const text = Buffer.from(JSON.stringify(json));
   return {

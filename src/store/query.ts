@@ -21,6 +21,7 @@
  *   every item key (PS3.4 C.2.2.2.6). Absent or empty attributes match only universally.
  */
 import type { DicomJsonAttribute, DicomJsonDataset, JsonValue, PersonNameJson } from "../dicom/index.js";
+import type { AccessFilter } from "./access.js";
 import { foldText } from "./text-fold.js";
 
 export type Level = "study" | "series" | "instance";
@@ -66,6 +67,8 @@ export interface SearchQuery {
   /** Most matches to return (already capped by the server maximum). */
   limit: number;
   offset: number;
+  /** Only studies (series) the caller may see (gateway policy); undefined: everything. */
+  access?: AccessFilter;
 }
 
 export interface SearchResult {

@@ -9,7 +9,9 @@ import { cachedStatement } from "./sqlite-statements.js";
 import type { DicomJsonAttribute, DicomJsonDataset } from "../dicom/index.js";
 import { decodeFrameTable, encodeFrameTable } from "./frame-table.js";
 import type { SearchQuery, SearchResult } from "./query.js";
-import { SCHEMA } from "./sqlite-schema.js";
+import { migrate, SCHEMA } from "./sqlite-schema.js";
+import type { AccessFilter } from "./access.js";
+import { accessSql } from "./sqlite-access.js";
 import { searchSqlite } from "./sqlite-search.js";
 import { foldText } from "./text-fold.js";
 import type {
@@ -104,6 +106,7 @@ export class SqliteIndex implements Index {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+    migrate(this.db);
     const db = this.db;
     this.statements = {
       studyByUid: db.prepare<[string], { pk: number }>("SELECT pk FROM studies WHERE study_uid = ?"),
@@ -114,15 +117,16 @@ export class SqliteIndex implements Index {
       upsertStudy: db.prepare(
         `INSERT INTO studies (study_uid, study_date, study_time, accession_number, study_id, study_description,
            referring_physician_name, referring_physician_name_fold, patient_name, patient_name_fold, patient_id,
-           patient_birth_date, patient_sex, attributes, updated_at)
+           patient_birth_date, patient_sex, issuer_of_patient_id, institution_name, attributes, updated_at)
          VALUES (@study_uid, @study_date, @study_time, @accession_number, @study_id, @study_description,
            @referring_physician_name, @referring_physician_name_fold, @patient_name, @patient_name_fold, @patient_id,
-           @patient_birth_date, @patient_sex, @attributes, @now)
+           @patient_birth_date, @patient_sex, @issuer_of_patient_id, @institution_name, @attributes, @now)
          ON CONFLICT(study_uid) DO UPDATE SET study_date = excluded.study_date, study_time = excluded.study_time,
            accession_number = excluded.accession_number, study_id = excluded.study_id, study_description = excluded.study_description,
            referring_physician_name = excluded.referring_physician_name, referring_physician_name_fold = excluded.referring_physician_name_fold,
            patient_name = excluded.patient_name, patient_name_fold = excluded.patient_name_fold, patient_id = excluded.patient_id,
-           patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, attributes = excluded.attributes,
+           patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex,
+           issuer_of_patient_id = excluded.issuer_of_patient_id, institution_name = excluded.institution_name, attributes = excluded.attributes,
            version = version + 1, updated_at = excluded.updated_at
          RETURNING pk`,
       ),
@@ -213,6 +217,8 @@ export class SqliteIndex implements Index {
       patient_id: text(ds, "00100020"),
       patient_birth_date: text(ds, "00100030"),
       patient_sex: text(ds, "00100040"),
+      issuer_of_patient_id: text(ds, "00100021"),
+      institution_name: text(ds, "00080080"),
       attributes,
       now,
     }) as { pk: number };
@@ -349,6 +355,25 @@ export class SqliteIndex implements Index {
     const { where, params } = this.scopeWhere(scope);
     return this.statement<string[], { one: number }>(`SELECT 1 AS one FROM ${INSTANCE_FROM} WHERE ${where}`).get(...params) !== undefined;
   }
+
+  allows(scope: { studyUid: string; seriesUid?: string }, access: AccessFilter): boolean {
+    const part = accessSql(access, "st", scope.seriesUid === undefined ? undefined : "se.series_uid");
+    const sql =
+      scope.seriesUid === undefined
+        ? `SELECT 1 AS one FROM studies st WHERE st.study_uid = ? AND ${part.sql}`
+        : `SELECT 1 AS one FROM series se JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ? AND se.series_uid = ? AND ${part.sql}`;
+    const params = scope.seriesUid === undefined ? [scope.studyUid, ...part.params] : [scope.studyUid, scope.seriesUid, ...part.params];
+    let statement = this.allowsStatements.get(sql);
+    if (!statement) {
+      if (this.allowsStatements.size >= 64) this.allowsStatements.clear();
+      statement = this.db.prepare<unknown[], { one: number }>(sql);
+      this.allowsStatements.set(sql, statement);
+    }
+    return statement.get(...params) !== undefined;
+  }
+
+  /** allows() runs on every retrieve of a restricted caller (frames included): its statements are kept by shape. */
+  private readonly allowsStatements = new Map<string, Database.Statement<unknown[], { one: number }>>();
 
   frames(sopUid: string): { frames: FrameRanges[]; rangesInFile: boolean } | undefined {
     const row = this.statements.framesOf.get(sopUid);

@@ -3,6 +3,8 @@
  * matching keys (PS3.18 Tables 10.6.1-5..7) so indexed queries never open a file, and the
  * `attributes` JSON holds every other non-binary attribute for matching on any attribute.
  */
+import type Database from "better-sqlite3";
+
 export const SCHEMA_VERSION = 1;
 
 export const SCHEMA = `
@@ -14,6 +16,8 @@ CREATE TABLE IF NOT EXISTS studies (
   referring_physician_name TEXT, referring_physician_name_fold TEXT,
   patient_name TEXT, patient_name_fold TEXT,
   patient_id TEXT, patient_birth_date TEXT, patient_sex TEXT,
+  -- what rule-based grants match on (gateway policy): Issuer of Patient ID, Institution Name
+  issuer_of_patient_id TEXT, institution_name TEXT,
   -- DICOM JSON (top-level, non-binary) of the latest instance stored in the study
   attributes TEXT NOT NULL,
   -- bumped on every change in the study (metadata ETags)
@@ -105,3 +109,23 @@ CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk, instance_num
 CREATE INDEX IF NOT EXISTS instances_study ON instances(study_pk);
 CREATE INDEX IF NOT EXISTS instances_sop_class ON instances(sop_class_uid);
 `;
+
+/**
+ * Upgrades a database made by an earlier version in place: columns added since are added (SQLite
+ * cannot say ADD COLUMN IF NOT EXISTS, so the table is asked) and filled from the stored attributes
+ * JSON, in one transaction; then their indexes. Safe to run on every start.
+ */
+export function migrate(db: Database.Database): void {
+  const columns = new Set((db.prepare("PRAGMA table_info(studies)").all() as Array<{ name: string }>).map((c) => c.name));
+  if (!columns.has("issuer_of_patient_id") || !columns.has("institution_name")) {
+    db.transaction(() => {
+      if (!columns.has("issuer_of_patient_id")) db.exec("ALTER TABLE studies ADD COLUMN issuer_of_patient_id TEXT");
+      if (!columns.has("institution_name")) db.exec("ALTER TABLE studies ADD COLUMN institution_name TEXT");
+      db.exec(`UPDATE studies SET
+        issuer_of_patient_id = json_extract(attributes, '$."00100021".Value[0]'),
+        institution_name = json_extract(attributes, '$."00080080".Value[0]')`);
+    })();
+  }
+  db.exec(`CREATE INDEX IF NOT EXISTS studies_issuer_of_patient_id ON studies(issuer_of_patient_id);
+    CREATE INDEX IF NOT EXISTS studies_institution_name ON studies(institution_name);`);
+}

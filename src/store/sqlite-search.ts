@@ -57,6 +57,8 @@ import {
   tagLevel,
   withoutBulkData,
 } from "./query.js";
+import type { AccessFilter } from "./access.js";
+import { accessSql, restrictsSeries } from "./sqlite-access.js";
 
 type Db = Database.Database;
 
@@ -185,7 +187,11 @@ class SqlBuilder {
   parsesJson = false;
   readonly budget: Budget = { deadline: 0 };
 
-  constructor(readonly fuzzy: boolean) {}
+  /** @param access the caller's grant (undefined: everything), AND-ed into the query. */
+  constructor(
+    readonly fuzzy: boolean,
+    readonly access?: AccessFilter,
+  ) {}
 
   register(conditions: Condition[]): number {
     const id = nextId++;
@@ -273,12 +279,14 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
     // the SOP Class index (a study has many instances).
     if (level === "study" && c.tag === MODALITIES_IN_STUDY) {
       const m = columnSql("+x.modality", "text", c.matcher, params);
-      sql.push(`EXISTS (SELECT 1 FROM series x WHERE x.study_pk = ${alias}.pk AND ${m ?? "0"})`);
+      const visible = seriesVisibility(b.access, alias, "x.series_uid", params);
+      sql.push(`EXISTS (SELECT 1 FROM series x WHERE x.study_pk = ${alias}.pk AND ${m ?? "0"}${visible})`);
       continue;
     }
     if (level === "study" && c.tag === SOP_CLASSES_IN_STUDY) {
       const m = columnSql("x.sop_class_uid", "text", c.matcher, params);
-      sql.push(`${alias}.pk IN (SELECT x.study_pk FROM instances x WHERE ${m ?? "0"})`);
+      const visible = seriesVisibility(b.access, alias, "(SELECT xs.series_uid FROM series xs WHERE xs.pk = x.series_pk)", params);
+      sql.push(`${alias}.pk IN (SELECT x.study_pk FROM instances x WHERE ${m ?? "0"}${visible})`);
       continue;
     }
     if (level === "series" && c.tag === REQUEST_ATTRIBUTES_SEQUENCE && c.matcher.kind === "sequence") {
@@ -324,6 +332,17 @@ function levelClauses(alias: string, level: Level, conditions: Condition[], b: S
     }
   }
   return sql;
+}
+
+/**
+ * " AND <the series is visible>" when the caller's grant limits series (a series share token),
+ * else "": what a study shows of its series (matching, counts) must not reveal hidden series.
+ */
+function seriesVisibility(access: AccessFilter | undefined, studyAlias: string, seriesUidExpr: string, params: unknown[]): string {
+  if (!restrictsSeries(access)) return "";
+  const part = accessSql(access, studyAlias, seriesUidExpr);
+  params.push(...part.params);
+  return ` AND ${part.sql}`;
 }
 
 const REQUEST_ATTRIBUTES_SEQUENCE = "00400275";
@@ -466,13 +485,26 @@ function buildWhere(query: SearchQuery, b: SqlBuilder): void {
       const isJs = (c: string): boolean => /vg_(json|meta)\(/.test(c);
       const ordered = [...clauses.filter((c) => !isJs(c)), ...clauses.filter(isJs)];
       const split = splitParams(clauses, params);
+      // A study must not match through a series the caller may not see.
+      const visibleParams: unknown[] = [];
+      if (query.level === "study") {
+        const uid = level === "series" ? `${a}.series_uid` : `(SELECT xs.series_uid FROM series xs WHERE xs.pk = ${a}.series_pk)`;
+        const visible = seriesVisibility(b.access, "st", uid, visibleParams);
+        if (visible !== "") ordered.push(visible.slice(" AND ".length));
+      }
       deferred.push(
         driven
           ? `${parent}.pk IN (SELECT ${a}.${linkColumn} FROM ${table} ${a} WHERE ${ordered.join(" AND ")})`
           : `EXISTS (SELECT 1 FROM ${table} ${a} WHERE ${[`${a}.${linkColumn} = ${parent}.pk`, ...ordered].join(" AND ")})`,
       );
-      deferredParams.push(...split.direct, ...split.js);
+      deferredParams.push(...split.direct, ...split.js, ...visibleParams);
     }
+  }
+  if (b.access !== undefined) {
+    // The grant: indexed study columns (and the series UID), AND-ed before the JavaScript terms.
+    const part = accessSql(b.access, "st", depth >= 1 ? "se.series_uid" : undefined);
+    b.clauses.push(part.sql);
+    b.params.push(...part.params);
   }
   b.clauses.push(...deferred);
   b.params.push(...deferredParams);
@@ -514,7 +546,7 @@ export interface SearchSql {
 
 /** The SQL of a search (exported for EXPLAIN QUERY PLAN in tests). */
 export function searchSql(query: SearchQuery): SearchSql {
-  const b = new SqlBuilder(query.fuzzy);
+  const b = new SqlBuilder(query.fuzzy, query.access);
   buildWhere(query, b);
   const where = b.clauses.length > 0 ? `WHERE ${b.clauses.join(" AND ")}` : "";
   const keys =
@@ -673,23 +705,27 @@ interface StudyRow {
   sop_classes?: string | null;
 }
 
-function readStudies(db: Db, pks: number[], plan: LevelPlan, queryLevel: Level): Map<number, DicomJsonDataset> {
+function readStudies(db: Db, pks: number[], plan: LevelPlan, queryLevel: Level, access?: AccessFilter): Map<number, DicomJsonDataset> {
   const out = new Map<number, DicomJsonDataset>();
   if (pks.length === 0) return out;
   const tags = plan.all ? [] : storedTags(plan, STUDY_RETURN_KEYS);
   const counts = plan.required || plan.tags.has(N_STUDY_SERIES) || plan.tags.has(N_STUDY_INSTANCES) || plan.tags.has(MODALITIES_IN_STUDY);
   const sopClasses = plan.all || plan.tags.has(SOP_CLASSES_IN_STUDY);
+  // Counts and lists over the series the caller may see (all of them unless a grant limits series).
+  const params: unknown[] = [];
+  const seriesVisible = (alias: string) => seriesVisibility(access, "st", `${alias}.series_uid`, params);
+  const instanceVisible = () => seriesVisibility(access, "st", "(SELECT xs.series_uid FROM series xs WHERE xs.pk = x.series_pk)", params);
   const sql = `SELECT st.pk AS pk, st.study_uid AS uid, ${plan.all ? "NULL AS picked, st.attributes AS attributes" : `${pickSql("st.attributes", tags)} AS picked`}
     ${
       counts || plan.all
-        ? `, (SELECT count(*) FROM series x WHERE x.study_pk = st.pk) AS n_series,
-      (SELECT count(*) FROM instances x WHERE x.study_pk = st.pk) AS n_instances,
-      (SELECT json_group_array(m) FROM (SELECT DISTINCT x.modality AS m FROM series x WHERE x.study_pk = st.pk AND x.modality IS NOT NULL ORDER BY m)) AS modalities`
+        ? `, (SELECT count(*) FROM series x WHERE x.study_pk = st.pk${seriesVisible("x")}) AS n_series,
+      (SELECT count(*) FROM instances x WHERE x.study_pk = st.pk${instanceVisible()}) AS n_instances,
+      (SELECT json_group_array(m) FROM (SELECT DISTINCT x.modality AS m FROM series x WHERE x.study_pk = st.pk AND x.modality IS NOT NULL${seriesVisible("x")} ORDER BY m)) AS modalities`
         : ""
     }
-    ${sopClasses ? `, (SELECT json_group_array(c) FROM (SELECT DISTINCT x.sop_class_uid AS c FROM instances x WHERE x.study_pk = st.pk ORDER BY c)) AS sop_classes` : ""}
+    ${sopClasses ? `, (SELECT json_group_array(c) FROM (SELECT DISTINCT x.sop_class_uid AS c FROM instances x WHERE x.study_pk = st.pk${instanceVisible()} ORDER BY c)) AS sop_classes` : ""}
     FROM studies st WHERE st.pk IN (SELECT value FROM json_each(?))`;
-  for (const row of prepare(db, sql).all(JSON.stringify(pks)) as StudyRow[]) {
+  for (const row of prepare(db, sql).all(...params, JSON.stringify(pks)) as StudyRow[]) {
     const stored = plan.all ? (JSON.parse(row.attributes ?? "{}") as DicomJsonDataset) : readPicked(row.picked, tags);
     const ds = levelDataset("study", plan, stored, STUDY_RETURN_KEYS, queryLevel);
     ds["0020000D"] = { vr: "UI", Value: [row.uid] };
@@ -889,7 +925,7 @@ export function searchSqlite(db: Db, query: SearchQuery): SearchResult {
     }
     const plan = planFor(query);
     const unique = (values: Array<number | undefined>): number[] => [...new Set(values.filter((v): v is number => v !== undefined))];
-    const studies = readStudies(db, unique(rows.map((r) => r.st)), plan.study, query.level);
+    const studies = readStudies(db, unique(rows.map((r) => r.st)), plan.study, query.level, query.access);
     const series =
       query.level === "study"
         ? new Map<number, DicomJsonDataset>()

@@ -4,6 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import type { DicomJsonDataset } from "../dicom/index.js";
+import type { AccessFilter } from "./access.js";
 import type { SearchQuery, SearchResult } from "./query.js";
 
 /** Byte range, inclusive start, exclusive end. */
@@ -143,6 +144,11 @@ export interface Index {
   /** Removes a scope's rows; returns the blob keys to delete afterwards (noted as intents in the same transaction). */
   delete(scope: Scope): string[];
   search(query: SearchQuery): SearchResult;
+  /**
+   * True when the study (the series in it) is stored and the filter lets it through: a series
+   * restriction of a rule applies to the series given (give rulesForScope's filter for whole scopes).
+   */
+  allows(scope: { studyUid: string; seriesUid?: string }, access: AccessFilter): boolean;
   stats(): IndexStats;
   /** Throws when the index cannot be read (readiness). */
   check(): void;
