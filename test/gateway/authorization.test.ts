@@ -106,6 +106,20 @@ describe("authorization", () => {
     assert.match(String(all.headers.warning), /There are 3 additional results/);
   });
 
+  test("a percent-encoded path reaches the same routes and is guarded alike (401 without credentials, filtered with them)", async () => {
+    const origin = server.dicomweb.slice(0, server.dicomweb.length - "/dicomweb".length);
+    for (const path of ["/%64icomweb/studies", "/dicomweb/%73tudies", `/dicomweb/studies/${S3}/%6detadata`]) {
+      const anonymous = await httpRequest(`${origin}${path}`);
+      assert.equal(anonymous.status, 401, `${path}: ${reasonOf(anonymous)}`);
+    }
+    const t = await token({ scope: "patient/ImagingStudy.rs", patient: "P1", realm_access: { roles: ["admin"] } });
+    const encoded = await httpRequest(`${origin}/%64icomweb/%73tudies`, { headers: { authorization: `Bearer ${t}` } });
+    assert.equal(encoded.status, 200, reasonOf(encoded));
+    assert.deepEqual(studyUids(encoded.json()), [S1, S2].sort());
+    const other = await httpRequest(`${origin}/dicomweb/studies/${S3}/%6detadata`, { headers: { authorization: `Bearer ${t}` } });
+    assert.equal(other.status, 404, "another patient's study stays hidden");
+  });
+
   test("SMART patient context: another patient's study answers 404 exactly like a study that is not stored", async () => {
     const t = await token({ scope: "patient/ImagingStudy.rs", patient: "P1", realm_access: { roles: ["admin"] } });
     const paths = (study: string, series: string, sop: string) => [
