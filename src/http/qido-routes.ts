@@ -33,6 +33,7 @@ import {
   warningHeader,
   xmlMultipart,
 } from "../dicomweb/qido.js";
+import { noteSearchResults } from "../gateway/audit/note.js";
 import type { Level } from "../store/query.js";
 import { negotiate, type Offer } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -136,6 +137,7 @@ export async function qidoRoutes(app: FastifyInstance, ctx: QidoRouteOptions): P
       const result = ctx.archive.index.search(parsed.query);
       const base = ctx.publicBase(request);
       const matches = finishResult(result, level, base);
+      noteSearchResults(request, matches);
 
       let agent: string;
       try {

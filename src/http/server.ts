@@ -12,6 +12,7 @@ import { PixelService } from "../dicomweb/pixels.js";
 import type { Archive } from "../store/archive.js";
 import { decorateRequestState } from "../gateway/request-state.js";
 import type { RouteContext } from "./context.js";
+import { installAudit } from "./audit-hook.js";
 import { installCors } from "./cors.js";
 import { deleteRoutes } from "./delete-routes.js";
 import { installErrorHandler } from "./errors.js";
@@ -74,6 +75,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   app.addHook("onClose", async () => pool.close());
 
   await app.register(metricsPlugin, { archive });
+  const audit = await installAudit(app, config, archive);
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
   await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
   await app.register(renderedRoutes, { ...ctx, pixels });
@@ -111,7 +113,9 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     } catch (err) {
       checks.storage = (err as Error).message;
     }
-    const ready = Object.values(checks).every((v) => v === "ok");
+    if (audit) checks.audit = audit.readiness();
+    // A degraded audit sink spools to disk: the server stays ready (audit delayed, not lost).
+    const ready = Object.values(checks).every((v) => v === "ok" || v.startsWith("degraded"));
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
   return app;

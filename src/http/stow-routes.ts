@@ -13,6 +13,7 @@ import type { MetadataService } from "../dicomweb/metadata.js";
 import type { PixelService } from "../dicomweb/pixels.js";
 import { type StowPart, StowRequestError, storeDicomParts, storeJsonParts, stowResponse } from "../dicomweb/stow.js";
 import { DicomwebError } from "../dicomweb/wado.js";
+import { noteStored } from "../gateway/audit/note.js";
 import type { IngestResult } from "../store/ingest-result.js";
 import { negotiate, parseMediaType } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -94,6 +95,7 @@ export async function stowRoutes(
       throw err;
     }
     if (results.length === 0) throw new DicomwebError(400, "the request holds no instance to store");
+    noteStored(request, results);
     recordInstancesStored(results.filter((r) => r.ok && r.status !== "identical" && r.status !== "ignored").length);
     const base = ctx.publicBase(request);
     const outcome = stowResponse(results, base);
