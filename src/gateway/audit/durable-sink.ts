@@ -94,8 +94,9 @@ export class DurableSink {
     if (this.#pumping) return;
     this.#pumping = this.#pump().finally(() => {
       this.#pumping = undefined;
-      // Records queued while the last step finished.
-      if (this.#queue.length > 0) this.#kick();
+      // Records queued while the last step finished, or a retry timer that fired while the pump ran.
+      const retryDue = this.options.spool.count > 0 && !this.#inBackoff() && !this.#closed;
+      if (this.#queue.length > 0 || retryDue) this.#kick();
     });
   }
 
