@@ -277,6 +277,61 @@ export const ConfigSchema = z
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),
     auth: AuthSchema.default(() => AuthSchema.parse({})),
+    /**
+     * Audit of every access to patient data (gateway, issue 7). On by default: JSON lines in
+     * <data>/audit/. Add FHIR AuditEvent NDJSON files and DICOM audit messages over syslog
+     * (IHE ATNA); a failing sink spools to disk. `false` turns audit off (benchmark comparisons only).
+     */
+    audit: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            /** JSON lines, one file per day (default dir <data>/audit); false: none. */
+            jsonl: z.union([z.literal(false), z.object({ dir: z.string().min(1).optional() }).strict()]).default({}),
+            /** FHIR R4 AuditEvent (IHE BALP) NDJSON, one file per day (default dir <data>/audit/fhir). */
+            fhir: z
+              .object({ dir: z.string().min(1).optional() })
+              .strict()
+              .optional(),
+            /** DICOM audit messages (PS3.15 A.5) to syslog receivers (RFC 5424 over UDP or TLS). */
+            syslog: z
+              .array(
+                z
+                  .object({
+                    transport: z.enum(["udp", "tls"]),
+                    host: z.string().min(1),
+                    port: z.number().int().min(1).max(65535),
+                    /** PEM files: CA of the receiver's certificate; client certificate and key for mutual TLS. */
+                    ca: z.string().min(1).optional(),
+                    cert: z.string().min(1).optional(),
+                    key: z.string().min(1).optional(),
+                    appName: z
+                      .string()
+                      .regex(/^[\x21-\x7e]{1,48}$/, "must be 1 to 48 printable ASCII characters without spaces (RFC 5424 APP-NAME)")
+                      .optional(),
+                  })
+                  .strict()
+                  .refine((t) => (t.cert === undefined) === (t.key === undefined), "cert and key go together (mutual TLS)")
+                  .refine((t) => t.transport === "tls" || (!t.ca && !t.cert && !t.key), "ca, cert and key apply to transport tls only"),
+              )
+              .default([]),
+            /** Where records a failing sink could not take wait (default <data>/audit/spool). */
+            spoolDir: z.string().min(1).optional(),
+            /** Disk budget of each sink's spool; beyond it records are dropped (counted, readiness fails). */
+            spoolMaxBytes: z
+              .number()
+              .int()
+              .positive()
+              .default(1024 * 1024 * 1024),
+            /** Longest wait between retries of a failing sink. */
+            retryMaxSeconds: z.number().positive().default(30),
+            /** AuditSourceID of DICOM messages, observer of FHIR AuditEvents. */
+            sourceId: z.string().min(1).optional(),
+          })
+          .strict(),
+      ])
+      .default({ jsonl: {}, syslog: [], spoolMaxBytes: 1024 * 1024 * 1024, retryMaxSeconds: 30 }),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DicomwebError, notFoundReason, type ScopeParams, scopeFromPath } from "../dicomweb/wado.js";
 import type { PixelService } from "../dicomweb/pixels.js";
+import { noteInstances } from "../gateway/audit/note.js";
 import type { RouteContext } from "./context.js";
 
 export async function deleteRoutes(
@@ -22,6 +23,7 @@ export async function deleteRoutes(
     }
     const scope = scopeFromPath(request.params);
     const rows = ctx.archive.index.instances(scope);
+    noteInstances(request, rows);
     const removed = await ctx.archive.delete(scope);
     for (const row of rows) await ctx.pixels.forget(row);
     if (removed === 0) throw new DicomwebError(404, notFoundReason(scope));

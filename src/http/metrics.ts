@@ -132,9 +132,24 @@ function meterResponse(reply: FastifyReply, meter: Meter): void {
   } as typeof res.end;
 }
 
+/** Body bytes a finished request received and sent (what the metrics count; the audit records it too). */
+export function requestBytes(request: FastifyRequest, reply: FastifyReply): { sent: number; received: number } {
+  const meter = meters.get(request);
+  const declared = request.method === "HEAD" ? undefined : headerBytes(reply.getHeader("content-length"));
+  return { sent: meter && meter.bytesOut > 0 ? meter.bytesOut : (declared ?? 0), received: meter?.bytesIn ?? 0 };
+}
+
+const serverRegistries = new WeakMap<FastifyInstance, Registry>();
+
+/** The registry behind a server's /metrics, for metrics other plugins own (audit sinks). */
+export function serverMetricsRegistry(app: FastifyInstance): Registry | undefined {
+  return serverRegistries.get(app);
+}
+
 /** Registers GET /metrics and the hooks that measure every request of the server it is registered on. */
 export async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Promise<void> {
   const registry = new Registry();
+  serverRegistries.set(app, registry);
   const requests = new Counter({
     name: "voxelgate_http_requests_total",
     help: "HTTP requests by DICOMweb transaction, method and status code",
@@ -206,9 +221,9 @@ export async function metricsPlugin(app: FastifyInstance, options: MetricsOption
     requests.inc({ transaction, method: request.method, status: String(reply.statusCode) });
     duration.observe({ transaction }, reply.elapsedTime / 1000);
     if (!meter) return;
-    const declared = request.method === "HEAD" ? undefined : headerBytes(reply.getHeader("content-length"));
-    bytesSent.inc({ transaction }, meter.bytesOut > 0 ? meter.bytesOut : (declared ?? 0));
-    bytesReceived.inc({ transaction }, meter.bytesIn);
+    const bytes = requestBytes(request, reply);
+    bytesSent.inc({ transaction }, bytes.sent);
+    bytesReceived.inc({ transaction }, bytes.received);
   });
 
   app.get("/metrics", async (_request, reply) => {

@@ -34,6 +34,7 @@ import {
   xmlMultipart,
 } from "../dicomweb/qido.js";
 import { accessFor } from "../gateway/http-auth.js";
+import { noteSearchResults } from "../gateway/audit/note.js";
 import type { Level } from "../store/query.js";
 import { negotiate, type Offer } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -137,6 +138,7 @@ export async function qidoRoutes(app: FastifyInstance, ctx: QidoRouteOptions): P
       const result = ctx.archive.index.search({ ...parsed.query, access: accessFor(request, "search") });
       const base = ctx.publicBase(request);
       const matches = finishResult(result, level, base);
+      noteSearchResults(request, matches);
 
       let agent: string;
       try {

@@ -26,6 +26,7 @@ import {
   scopeFromPath,
   scopeInstances,
 } from "../dicomweb/wado.js";
+import { noteInstances } from "../gateway/audit/note.js";
 import type { InstanceRow } from "../store/types.js";
 import { negotiate, parseAccept } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -85,6 +86,7 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
     const scope = scopeFromPath(request.params);
     const params = renderParams(request, thumbnail);
     const rows = scopeInstances(archive, scope);
+    noteInstances(request, rows);
     const first = rows[0] as InstanceRow;
     // A video object renders as its own video stream (PS3.18 §8.7.4: video/mpeg, video/mp4, video/H265).
     if (scope.sopUid !== undefined && !thumbnail && frameMediaType(first.transferSyntaxUid).startsWith("video/")) {

@@ -14,6 +14,7 @@ import { installRateLimits } from "../gateway/rate-limit.js";
 import { decorateRequestState } from "../gateway/request-state.js";
 import { installAuth, stripTokenParameter } from "../gateway/http-auth.js";
 import type { RouteContext } from "./context.js";
+import { installAudit } from "./audit-hook.js";
 import { installCors } from "./cors.js";
 import { deleteRoutes } from "./delete-routes.js";
 import { installErrorHandler } from "./errors.js";
@@ -94,6 +95,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   void pool.warm().catch((err: unknown) => app.log.warn({ err }, "could not warm up the codec threads"));
 
   await app.register(metricsPlugin, { archive });
+  const audit = await installAudit(app, config, archive);
   await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
   await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
   await app.register(renderedRoutes, { ...ctx, pixels });
@@ -132,9 +134,11 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     } catch (err) {
       checks.storage = (err as Error).message;
     }
+    if (audit) checks.audit = audit.readiness();
     const gateway = app.auth.health();
     Object.assign(checks, gateway.checks);
-    const ready = Object.values(checks).every((v) => v === "ok");
+    // A degraded audit sink spools to disk: the server stays ready (audit delayed, not lost).
+    const ready = Object.values(checks).every((v) => v === "ok" || v.startsWith("degraded"));
     const warnings = Object.keys(gateway.warnings).length > 0 ? { warnings: gateway.warnings } : {};
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks, ...warnings });
   });

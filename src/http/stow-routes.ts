@@ -14,6 +14,7 @@ import type { PixelService } from "../dicomweb/pixels.js";
 import { type StowPart, StowRequestError, storeDicomParts, storeJsonParts, stowResponse } from "../dicomweb/stow.js";
 import { DicomwebError } from "../dicomweb/wado.js";
 import { storeGuard } from "../gateway/http-auth.js";
+import { noteStored } from "../gateway/audit/note.js";
 import type { IngestResult } from "../store/ingest-result.js";
 import { negotiate, parseMediaType } from "./accept.js";
 import type { RouteContext } from "./context.js";
@@ -101,6 +102,7 @@ export async function stowRoutes(
       throw err;
     }
     if (results.length === 0) throw new DicomwebError(400, "the request holds no instance to store");
+    noteStored(request, results);
     recordInstancesStored(results.filter((r) => r.ok && r.status !== "identical" && r.status !== "ignored").length);
     const base = ctx.publicBase(request);
     const outcome = stowResponse(results, base);

@@ -21,6 +21,7 @@ import {
   scopeFromPath,
   scopeInstances,
 } from "../dicomweb/wado.js";
+import { noteInstances } from "../gateway/audit/note.js";
 import type { InstanceRow } from "../store/types.js";
 import { type MediaRange, type Negotiated, negotiate, type Offer, parseAccept } from "./accept.js";
 import type { CodecPool } from "../codec/index.js";
@@ -65,6 +66,7 @@ export async function wadoRoutes(
     if (instanceLevel) offers.push({ mediaType: DICOM });
     const chosen = choose(request, offers, "this retrieve");
     const rows = scopeInstances(archive, scope);
+    noteInstances(request, rows);
     const wanted = requestedSyntax(chosen.range);
     const targets = planSyntaxes(rows, wanted);
     const mediaType = chosen.offer.mediaType;
@@ -127,6 +129,7 @@ export async function wadoRoutes(
     );
     const doc = ctx.metadata.get(scope, ctx.publicBase(request));
     if (!doc) throw new DicomwebError(404, notFoundReason(scope));
+    noteInstances(request, [scope]);
     if (chosen.offer.mediaType === MULTIPART_RELATED) {
       const boundary = createBoundary();
       const xml = datasetsToXmlDocuments(JSON.parse(plainMetadata(doc).toString("utf8")) as DicomJsonDataset[]);
@@ -158,6 +161,7 @@ export async function wadoRoutes(
       const numbers = parseFrameList(request.params.frames);
       const row = archive.index.instance(scope.sopUid as string);
       if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
+      noteInstances(request, [row]);
       const choice = chooseFrameRepresentation(
         parseAccept(request.headers.accept?.trim() ? request.headers.accept : "*/*"),
         row.transferSyntaxUid,
@@ -213,6 +217,7 @@ export async function wadoRoutes(
       }
       const row = archive.index.instance(scope.sopUid as string);
       if (!row || row.studyUid !== scope.studyUid || row.seriesUid !== scope.seriesUid) throw new DicomwebError(404, notFoundReason(scope));
+      noteInstances(request, [row]);
       const entry = findBulkData(archive, row, path);
       const chosen = choose(
         request,

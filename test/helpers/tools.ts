@@ -41,6 +41,16 @@ export const TOOLS = {
     probe: () => spawnSync(PYTHON, ["-c", "import pydicom, numpy"]).status === 0,
   },
   chromium: { command: "/usr/bin/chromium", aptPackage: "chromium" },
+  // Audit tests: a real syslog receiver (UDP and TLS), certificates, the PS3.15 audit schema check.
+  rsyslogd: { command: "rsyslogd", aptPackage: "rsyslog" },
+  rsyslogGnutls: {
+    command: "rsyslogd",
+    aptPackage: "rsyslog-gnutls",
+    probe: () =>
+      spawnSync("sh", ["-c", "ls /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so 2>/dev/null | grep -q ."]).status === 0,
+  },
+  openssl: { command: "openssl", aptPackage: "openssl" },
+  xmllint: { command: "xmllint", aptPackage: "libxml2-utils" },
   orthanc: {
     command: "/usr/sbin/Orthanc",
     aptPackage: "orthanc orthanc-dicomweb",

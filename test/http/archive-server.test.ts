@@ -982,7 +982,7 @@ test("/healthz, /readyz and the landing page (DICOMweb root, number of studies, 
   assert.deepEqual(health.json(), { status: "ok" });
   const ready = await httpRequest(`${s.url}readyz`);
   assert.equal(ready.status, 200);
-  assert.deepEqual(ready.json(), { status: "ready", checks: { index: "ok", storage: "ok" } });
+  assert.deepEqual(ready.json(), { status: "ready", checks: { index: "ok", storage: "ok", audit: "ok" } });
 
   const page = async () => {
     const r = await httpRequest(s.url);
