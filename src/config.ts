@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { UpstreamListSchema } from "./gateway/upstream/settings.js";
 
 export const ConfigSchema = z
   .object({
@@ -69,6 +70,12 @@ export const ConfigSchema = z
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),
+    /**
+     * Proxy mode (src/gateway/upstream): DICOMweb archives served through this gateway instead of
+     * the local archive. The first is the default at `dicomwebPath`; each is also at
+     * /upstreams/<name>/dicomweb. Caches reuse metadataCacheBytes, nativeCacheBytes and renderedCacheBytes.
+     */
+    upstreams: UpstreamListSchema,
   })
   .strict();
 

@@ -2,6 +2,7 @@
 /** The `voxelgate` command. */
 import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, loadConfig } from "../config.js";
+import { upstreamsFromUrls } from "../gateway/upstream/settings.js";
 import { startServer } from "../http/server.js";
 import { openArchive } from "../store/file-archive.js";
 import { dumpFiles } from "./dump.js";
@@ -24,46 +25,67 @@ program
   .option("--config <file>", "JSON config file with any other setting (see README)")
   .option("--cors-origin <origin...>", "allow browser viewers on these origins (CORS), e.g. http://localhost:3000")
   .option("--public-url <url>", "public URL of this server as clients reach it, for RetrieveURL and BulkDataURI")
-  .action(async (opts: { host?: string; port?: number; data?: string; config?: string; corsOrigin?: string[]; publicUrl?: string }) => {
-    let config;
-    try {
-      config = loadConfig({
-        file: opts.config,
-        env: process.env,
-        flags: { host: opts.host, port: opts.port, data: opts.data, corsOrigins: opts.corsOrigin, publicUrl: opts.publicUrl },
+  .option(
+    "--upstream <url...>",
+    "proxy mode: serve these DICOMweb archives (e.g. http://user:pass@orthanc:8042/dicom-web) instead of the local one",
+  )
+  .action(
+    async (opts: {
+      host?: string;
+      port?: number;
+      data?: string;
+      config?: string;
+      corsOrigin?: string[];
+      publicUrl?: string;
+      upstream?: string[];
+    }) => {
+      let config;
+      try {
+        config = loadConfig({
+          file: opts.config,
+          env: process.env,
+          flags: {
+            host: opts.host,
+            port: opts.port,
+            data: opts.data,
+            corsOrigins: opts.corsOrigin,
+            publicUrl: opts.publicUrl,
+            upstreams: opts.upstream ? upstreamsFromUrls(opts.upstream) : undefined,
+          },
+        });
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`${err.message}\n`);
+        process.exit(2);
+      }
+      const archive = await openArchive({
+        dataDir: config.data,
+        duplicatePolicy: config.duplicatePolicy,
+        maxInstanceBytes: config.maxInstanceBytes,
       });
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
-    }
-    const archive = await openArchive({
-      dataDir: config.data,
-      duplicatePolicy: config.duplicatePolicy,
-      maxInstanceBytes: config.maxInstanceBytes,
-    });
-    let server;
-    try {
-      server = await startServer(config, archive);
-    } catch (err) {
-      await archive.close();
-      process.stderr.write(`Voxelgate cannot start: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    const stats = archive.index.stats();
-    process.stdout.write(`Voxelgate is listening on ${server.url}\n`);
-    process.stdout.write(
-      `  DICOMweb root: ${server.url}${config.dicomwebPath.slice(1)}   data: ${archive.dataDir} (${stats.studies} studies, ${stats.instances} instances)\n`,
-    );
-    let stopping = false;
-    const stop = () => {
-      if (stopping) return;
-      stopping = true;
-      void server.close().then(() => process.exit(0));
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
+      let server;
+      try {
+        server = await startServer(config, archive);
+      } catch (err) {
+        await archive.close();
+        process.stderr.write(`Voxelgate cannot start: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
+      const stats = archive.index.stats();
+      process.stdout.write(`Voxelgate is listening on ${server.url}\n`);
+      process.stdout.write(
+        `  DICOMweb root: ${server.url}${config.dicomwebPath.slice(1)}   data: ${archive.dataDir} (${stats.studies} studies, ${stats.instances} instances)\n`,
+      );
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        void server.close().then(() => process.exit(0));
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    },
+  );
 
 program
   .command("dump")

@@ -79,6 +79,32 @@ export class DiskCache {
     }
   }
 
+  /** The cached bytes for `key` without computing anything (proxy mode revalidates before it replaces). */
+  async peek(key: string): Promise<Buffer | undefined> {
+    const size = this.entries.get(key);
+    if (size === undefined) return undefined;
+    try {
+      const bytes = await readFile(this.fileOf(key));
+      this.entries.delete(key);
+      this.entries.set(key, size);
+      return bytes;
+    } catch {
+      this.entries.delete(key);
+      this.bytes -= size;
+      return undefined;
+    }
+  }
+
+  /** Stores (or replaces) the bytes for `key`. */
+  async put(key: string, bytes: Buffer): Promise<void> {
+    const old = this.entries.get(key);
+    if (old !== undefined) {
+      this.entries.delete(key);
+      this.bytes -= old;
+    }
+    await this.store(key, bytes).catch(() => undefined);
+  }
+
   /** Drops every entry whose key starts with `prefix` (an instance's content hash when it is deleted). */
   async forget(prefix: string): Promise<number> {
     const doomed = [...this.entries.keys()].filter((k) => k.startsWith(prefix));

@@ -17,6 +17,7 @@ import { deleteRoutes } from "./delete-routes.js";
 import { installErrorHandler } from "./errors.js";
 import { landingPage } from "./landing-page.js";
 import { metricsPlugin, recordCacheLookup } from "./metrics.js";
+import { registerProxy } from "./proxy-routes.js";
 import { publicBaseResolver } from "./public-url.js";
 import { qidoRoutes } from "./qido-routes.js";
 import { renderedRoutes } from "./rendered-routes.js";
@@ -74,18 +75,25 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   app.addHook("onClose", async () => pool.close());
 
   await app.register(metricsPlugin, { archive });
-  await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
-  await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
-  await app.register(renderedRoutes, { ...ctx, pixels });
-  await app.register(stowRoutes, {
-    ...ctx,
-    maxInstanceBytes: config.maxInstanceBytes,
-    metadata,
-    pixels,
-    pretranscode: config.pretranscode,
-  });
+  // Proxy mode (upstreams configured): the DICOMweb routes answer from the upstreams instead of the archive.
+  const upstreams =
+    config.upstreams.length > 0
+      ? await registerProxy(app, config, { pool, cacheDir: join(archive.dataDir, "cache", "upstreams"), onLookup: recordCacheLookup })
+      : undefined;
+  if (!upstreams) {
+    await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
+    await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
+    await app.register(renderedRoutes, { ...ctx, pixels });
+    await app.register(stowRoutes, {
+      ...ctx,
+      maxInstanceBytes: config.maxInstanceBytes,
+      metadata,
+      pixels,
+      pretranscode: config.pretranscode,
+    });
+    await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
+  }
   app.addHook("onClose", async () => metadata.close());
-  await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
 
   app.get("/", async (request, reply) => {
     const html = landingPage({
@@ -111,6 +119,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     } catch (err) {
       checks.storage = (err as Error).message;
     }
+    Object.assign(checks, upstreams?.readiness());
     const ready = Object.values(checks).every((v) => v === "ok");
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
