@@ -1,12 +1,16 @@
 /** Proxy mode pieces that need no upstream: circuit breaker, URL rewriting, settings from --upstream URLs, frame Accept for the upstream. */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { httpRequest, reasonOf, spawnServer } from "../helpers/archive-harness.js";
 import { freePort } from "../helpers/orthanc.js";
 import { parseConfig } from "../../src/config.js";
+import { buildApp } from "../../src/http/server.js";
+import { openArchive } from "../../src/store/file-archive.js";
 import { CircuitBreaker } from "../../src/gateway/upstream/breaker.js";
 import { upstreamsFromUrls } from "../../src/gateway/upstream/settings.js";
 import { frameAcceptForUpstream } from "../../src/gateway/upstream/upstream.js";
@@ -143,5 +147,52 @@ describe("voxelgate serve --upstream", () => {
       new RegExp(`upstream "upstream1" \\(http://127\\.0\\.0\\.1:${port}/dicom-web\\) (refused the connection|is unavailable)`),
     );
     assert.equal((await httpRequest(`${server.url}healthz`)).status, 200);
+  });
+});
+
+describe("proxy routes and the gateway contract", () => {
+  it("note the study/series/instance of what passes through (request.accessed), search results included", async (t) => {
+    // A stand-in upstream answering DICOM JSON with its own URLs.
+    const upstream = http.createServer((req, res) => {
+      const base = `http://${req.headers.host}/dicom-web`;
+      const ds = {
+        "0020000D": { vr: "UI", Value: ["1.2.3"] },
+        "0020000E": { vr: "UI", Value: ["1.2.3.4"] },
+        "00080018": { vr: "UI", Value: ["1.2.3.4.5"] },
+        "00100020": { vr: "LO", Value: ["PAT-7"] },
+        "00081190": { vr: "UR", Value: [`${base}/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5`] },
+      };
+      res.writeHead(200, { "content-type": "application/dicom+json" }).end(JSON.stringify([ds]));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    t.after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const port = (upstream.address() as AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-proxy-contract-"));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = parseConfig({
+      logLevel: "silent",
+      data: dataDir,
+      publicUrl: "https://gw.example",
+      upstreams: [{ name: "stand-in", url: `http://127.0.0.1:${port}/dicom-web`, probeIntervalMs: 0 }],
+    });
+    const archive = await openArchive({ dataDir, duplicatePolicy: config.duplicatePolicy, maxInstanceBytes: config.maxInstanceBytes });
+    const app = await buildApp(config, archive);
+    t.after(async () => {
+      await app.close();
+      await archive.close();
+    });
+    const accessed: unknown[] = [];
+    app.addHook("onResponse", async (request) => {
+      accessed.push(...request.accessed);
+    });
+    const meta = await app.inject({ url: "/dicomweb/studies/1.2.3/series/1.2.3.4/metadata" });
+    assert.equal(meta.statusCode, 200, meta.body);
+    assert.deepEqual(accessed, [{ studyUid: "1.2.3", seriesUid: "1.2.3.4", sopUid: undefined }]);
+    accessed.length = 0;
+    const search = await app.inject({ url: "/dicomweb/studies/1.2.3/instances" });
+    assert.equal(search.statusCode, 200);
+    assert.deepEqual(accessed, [{ studyUid: "1.2.3", seriesUid: "1.2.3.4", sopUid: "1.2.3.4.5", patientId: "PAT-7" }]);
+    const results = search.json<Array<Record<string, { Value: string[] }>>>();
+    assert.deepEqual(results[0]?.["00081190"]?.Value, ["https://gw.example/dicomweb/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5"]);
   });
 });
