@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import { httpRequest, reasonOf, spawnServer } from "../helpers/archive-harness.js";
 import { freePort } from "../helpers/orthanc.js";
 import { parseConfig } from "../../src/config.js";
+import { classifyRequest, pathBelowDicomwebRoot } from "../../src/gateway/request-state.js";
 import { buildApp } from "../../src/http/server.js";
 import { openArchive } from "../../src/store/file-archive.js";
 import { CircuitBreaker } from "../../src/gateway/upstream/breaker.js";
@@ -194,5 +195,23 @@ describe("proxy routes and the gateway contract", () => {
     assert.deepEqual(accessed, [{ studyUid: "1.2.3", seriesUid: "1.2.3.4", sopUid: "1.2.3.4.5", patientId: "PAT-7" }]);
     const results = search.json<Array<Record<string, { Value: string[] }>>>();
     assert.deepEqual(results[0]?.["00081190"]?.Value, ["https://gw.example/dicomweb/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5"]);
+  });
+});
+
+describe("pathBelowDicomwebRoot", () => {
+  it("finds the DICOMweb path below the archive root and below each upstream's root", () => {
+    assert.equal(pathBelowDicomwebRoot("/dicomweb/studies/1.2?limit=1", "/dicomweb"), "/studies/1.2");
+    assert.equal(pathBelowDicomwebRoot("/upstreams/orthanc/dicomweb/studies/1.2/rendered", "/dicomweb"), "/studies/1.2/rendered");
+    assert.deepEqual(
+      classifyRequest("GET", pathBelowDicomwebRoot("/upstreams/pacs-2/dicomweb/studies/9/series/8/thumbnail", "/dicomweb") ?? ""),
+      {
+        behaviour: "render",
+        studyUid: "9",
+        seriesUid: "8",
+        sopUid: undefined,
+      },
+    );
+    assert.equal(pathBelowDicomwebRoot("/api/capabilities", "/dicomweb"), undefined);
+    assert.equal(pathBelowDicomwebRoot("/dicomwebx/studies", "/dicomweb"), undefined);
   });
 });
