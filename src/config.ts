@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { UpstreamListSchema } from "./gateway/upstream/settings.js";
 
 // ---- Gateway: CORS, security headers, rate limits (src/http/cors.ts, security-headers.ts, src/gateway/rate-limit.ts) ----
 
@@ -332,6 +333,12 @@ export const ConfigSchema = z
           .strict(),
       ])
       .default({ jsonl: {}, syslog: [], spoolMaxBytes: 1024 * 1024 * 1024, retryMaxSeconds: 30 }),
+    /**
+     * Proxy mode (src/gateway/upstream): DICOMweb archives served through this gateway instead of
+     * the local archive. The first is the default at `dicomwebPath`; each is also at
+     * /upstreams/<name>/dicomweb. Caches reuse metadataCacheBytes, nativeCacheBytes and renderedCacheBytes.
+     */
+    upstreams: UpstreamListSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

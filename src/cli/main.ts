@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, loadConfig } from "../config.js";
 import { createApiKey } from "../gateway/api-keys.js";
+import { upstreamsFromUrls } from "../gateway/upstream/settings.js";
 import { startServer } from "../http/server.js";
 import { openArchive } from "../store/file-archive.js";
 import { dumpFiles } from "./dump.js";
@@ -23,6 +24,7 @@ interface ServeOptions {
   publicUrl?: string;
   oidcIssuer?: string;
   oidcAudience?: string[];
+  upstream?: string[];
 }
 
 /** --oidc-issuer / --oidc-audience as a partial auth block (merged over the file's and the environment's). */
@@ -46,6 +48,10 @@ program
   .option("--public-url <url>", "public URL of this server as clients reach it, for RetrieveURL and BulkDataURI")
   .option("--oidc-issuer <url>", "accept OIDC bearer tokens from this issuer (env VOXELGATE_OIDC_ISSUER)")
   .option("--oidc-audience <aud...>", "accepted token audiences, repeatable (env VOXELGATE_OIDC_AUDIENCE, comma-separated)")
+  .option(
+    "--upstream <url...>",
+    "proxy mode: serve these DICOMweb archives (e.g. http://user:pass@orthanc:8042/dicom-web) instead of the local one",
+  )
   .action(async (opts: ServeOptions) => {
     let config;
     try {
@@ -59,6 +65,7 @@ program
           corsOrigins: opts.corsOrigin,
           publicUrl: opts.publicUrl,
           auth: oidcFlags(opts),
+          upstreams: opts.upstream ? upstreamsFromUrls(opts.upstream) : undefined,
         },
       });
     } catch (err) {

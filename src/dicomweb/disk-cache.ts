@@ -157,6 +157,33 @@ export class DiskCache {
     }
   }
 
+  /** The cached bytes for `key` without computing anything (proxy mode revalidates before it replaces). */
+  async peek(key: string): Promise<Buffer | undefined> {
+    const inMemory = this.memory.get(key);
+    if (inMemory !== undefined) {
+      this.touch(key);
+      return inMemory;
+    }
+    const size = this.entries.get(key);
+    if (size === undefined) return undefined;
+    try {
+      const bytes = await this.readEntry(key, size);
+      this.touch(key);
+      this.remember(key, bytes);
+      return bytes;
+    } catch {
+      this.drop(key);
+      return undefined;
+    }
+  }
+
+  /** Stores (or replaces) the bytes for `key`. */
+  async put(key: string, bytes: Buffer): Promise<void> {
+    this.drop(key);
+    this.remember(key, bytes);
+    await this.store(key, bytes).catch(() => undefined);
+  }
+
   /** Drops every entry whose key starts with `prefix` (an instance's content hash when it is deleted). */
   async forget(prefix: string): Promise<number> {
     // An entry being written now would otherwise land on disk after we looked.

@@ -24,7 +24,7 @@ import type { Index } from "../store/types.js";
 import { verifyApiKey } from "./api-keys.js";
 import { IdentityProviderUnavailable, InvalidToken, OidcVerifier } from "./oidc.js";
 import { ALLOW_ALL, type Decision, decide } from "./policy.js";
-import { type AccessTarget, type Behaviour, classifyRequest, type Principal } from "./request-state.js";
+import { type AccessTarget, type Behaviour, classifyRequest, pathBelowDicomwebRoot, type Principal } from "./request-state.js";
 import { scopesFor } from "./scopes.js";
 import { InvalidShareToken, isShareToken, type ShareGrant, ShareTokens } from "./share-tokens.js";
 
@@ -73,7 +73,7 @@ export function stripTokenParameter(dicomwebPath: string): (req: IncomingMessage
   return (req) => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
-    if (q < 0 || (req.method !== "GET" && req.method !== "HEAD") || !url.startsWith(dicomwebPath)) return url;
+    if (q < 0 || (req.method !== "GET" && req.method !== "HEAD") || pathBelowDicomwebRoot(url, dicomwebPath) === undefined) return url;
     const params = new URLSearchParams(url.slice(q + 1));
     const token = params.get("token");
     if (token === null) return url;
@@ -263,10 +263,9 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): AuthSer
       request.decision = ALLOW_ALL;
       return;
     }
-    // Decoded as the router decodes it: `/%64icomweb/%73tudies` reaches the same route and must be guarded alike.
-    const path = decodedPath(request.url);
-    const target = path.startsWith(`${root}/`) ? classifyRequest(request.method, path.slice(root.length)) : undefined;
-    const guarded = target !== undefined || path.startsWith("/api/share-tokens");
+    const below = pathBelowDicomwebRoot(request.url, root);
+    const target = below === undefined ? undefined : classifyRequest(request.method, below);
+    const guarded = target !== undefined || request.url.startsWith("/api/share-tokens");
     let principal = anonymous;
     let share: ShareGrant | undefined;
     let presented = false;
@@ -310,7 +309,8 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): AuthSer
   });
 
   // Retrieve, render and delete of what the grant does not cover look like a study that is not stored.
-  if (enabled)
+  // In proxy mode the local index does not hold the studies: src/gateway/proxy-access.ts decides there.
+  if (enabled && config.upstreams.length === 0)
     app.addHook("preHandler", async (request) => {
       const target = targets.get(request);
       if (!target || target.studyUid === undefined || target.behaviour === "search" || target.behaviour === "store") return;
@@ -402,15 +402,4 @@ export function storeGuard(request: FastifyRequest, index: Index): ((c: StoreCan
     if (allowed) return undefined;
     return `Refused: not authorized (0124): your grant does not allow storing instances of patient ${JSON.stringify(patientId ?? "")} in study ${c.studyUid}`;
   };
-}
-
-/** The URL's path, percent-decoded like the router does (left as it is when malformed; the router refuses those). */
-function decodedPath(url: string): string {
-  const path = url.split("?", 1)[0] ?? "";
-  if (!path.includes("%")) return path;
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
 }

@@ -19,7 +19,7 @@
  */
 import type { FastifyInstance, FastifyReply, onRequestHookHandler, RouteOptions } from "fastify";
 import type { LimitsConfig } from "../config.js";
-import { type Behaviour, classifyRequest } from "./request-state.js";
+import { type Behaviour, classifyRequest, pathBelowDicomwebRoot } from "./request-state.js";
 
 interface Bucket {
   tokens: number;
@@ -278,20 +278,41 @@ export function installRateLimits(app: FastifyInstance, options: RateLimitOption
     return Object.assign(hook, { [HOOK]: true });
   };
 
+  const gateFor = (behaviour: Behaviour, below: string): ConcurrencyGate | undefined =>
+    behaviour === "render" ? gates.render : behaviour === "retrieve" && BULK_RETRIEVE.test(below) ? gates.studyRetrieve : undefined;
+
+  /** For wildcard routes (proxy mode's pass-through): classified per request, one hook per behaviour and gate. */
+  const perRequestHook = (): onRequestHookHandler => {
+    const made = new Map<string, onRequestHookHandler>();
+    const hook: onRequestHookHandler = function (this: FastifyInstance, request, reply, done) {
+      const below = pathBelowDicomwebRoot(request.url, root);
+      const target = below === undefined ? undefined : classifyRequest(request.method, below);
+      if (below === undefined || target === undefined) return done();
+      const gate = gateFor(target.behaviour, below);
+      const key = `${target.behaviour}/${gate?.name ?? ""}`;
+      let handler = made.get(key);
+      if (handler === undefined) {
+        handler = hookFor(target.behaviour, gate);
+        made.set(key, handler);
+      }
+      return handler.call(this, request, reply, done);
+    };
+    return Object.assign(hook, { [HOOK]: true });
+  };
+
   app.addHook("onRoute", (route: RouteOptions) => {
-    if (!route.url.startsWith(`${root}/`)) return;
-    const below = route.url.slice(root.length);
+    // /dicomweb/… and, in proxy mode, /upstreams/<name>/dicomweb/…
+    const below = pathBelowDicomwebRoot(route.url, root);
+    if (below === undefined) return;
+    const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    if (existing.some((h) => HOOK in h)) return;
+    if (below.includes("*")) {
+      route.onRequest = [...existing, perRequestHook()];
+      return;
+    }
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const target = methods.map((m) => classifyRequest(m, below)).find((t) => t !== undefined);
     if (target === undefined) return;
-    const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
-    if (existing.some((h) => HOOK in h)) return;
-    const gate =
-      target.behaviour === "render"
-        ? gates.render
-        : target.behaviour === "retrieve" && BULK_RETRIEVE.test(below)
-          ? gates.studyRetrieve
-          : undefined;
-    route.onRequest = [...existing, hookFor(target.behaviour, gate)];
+    route.onRequest = [...existing, hookFor(target.behaviour, gateFor(target.behaviour, below))];
   });
 }

@@ -136,3 +136,19 @@ export function classifyRequest(method: string, pathBelowRoot: string): AccessTa
   if (last === "rendered" || last === "thumbnail") return { behaviour: "render", ...target };
   return { behaviour: "retrieve", ...target };
 }
+
+const UPSTREAM_ROOT = /^\/upstreams\/[a-z0-9][a-z0-9_-]{0,62}(?=\/)/;
+
+/**
+ * The path below a DICOMweb root for classifyRequest: `/dicomweb/studies/…` and, in proxy mode,
+ * `/upstreams/<name>/dicomweb/studies/…` (each upstream's own root) give `/studies/…`; undefined
+ * for anything else; percent-escapes decoded. Policies must use it so that no path escapes them.
+ */
+export function pathBelowDicomwebRoot(url: string, dicomwebPath: string): string | undefined {
+  const raw = url.split("?", 1)[0] ?? "";
+  // Decoded as the router decodes it: `/%64icomweb/%73tudies` reaches the same route and must be classified alike.
+  const path = raw.includes("%") ? decodeSegment(raw) : raw;
+  const rest = path.replace(UPSTREAM_ROOT, "");
+  if (rest === dicomwebPath || rest.startsWith(`${dicomwebPath}/`)) return rest.slice(dicomwebPath.length) || "/";
+  return undefined;
+}

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Config } from "../config.js";
 import { AuditRecorder, type AuditRecord, omittedEntities, outcomeOfStatus, PatientLookup } from "../gateway/audit/index.js";
 import type { AuditEntity } from "../gateway/audit/record.js";
-import { type AccessTarget, ANONYMOUS, classifyRequest } from "../gateway/request-state.js";
+import { type AccessTarget, ANONYMOUS, classifyRequest, pathBelowDicomwebRoot } from "../gateway/request-state.js";
 import type { Archive } from "../store/archive.js";
 import { requestBytes, serverMetricsRegistry } from "./metrics.js";
 
@@ -31,9 +31,8 @@ const stripUndefined = <T extends object>(o: T): T => Object.fromEntries(Object.
 
 /** The DICOMweb target of a request, or undefined outside the DICOMweb root. */
 function targetOf(request: FastifyRequest, root: string): AccessTarget | undefined {
-  const path = request.url.split("?", 1)[0] ?? "";
-  if (path !== root && !path.startsWith(`${root}/`)) return undefined;
-  return classifyRequest(request.method, path.slice(root.length));
+  const below = pathBelowDicomwebRoot(request.url, root);
+  return below === undefined ? undefined : classifyRequest(request.method, below);
 }
 
 /**

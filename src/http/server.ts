@@ -20,6 +20,8 @@ import { deleteRoutes } from "./delete-routes.js";
 import { installErrorHandler } from "./errors.js";
 import { landingPage } from "./landing-page.js";
 import { metricsPlugin, recordCacheLookup, recordRateLimited } from "./metrics.js";
+import { registerProxy } from "./proxy-routes.js";
+import { proxyAccessGuard } from "../gateway/proxy-access.js";
 import { publicBaseResolver } from "./public-url.js";
 import { installSecurityHeaders } from "./security-headers.js";
 import { qidoRoutes } from "./qido-routes.js";
@@ -96,19 +98,27 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
 
   await app.register(metricsPlugin, { archive });
   const audit = await installAudit(app, config, archive);
-  await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
-  await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
-  await app.register(renderedRoutes, { ...ctx, pixels });
-  await app.register(stowRoutes, {
-    ...ctx,
-    maxInstanceBytes: config.maxInstanceBytes,
-    maxRequestBytes: config.limits.enabled ? config.limits.store.maxRequestBytes : undefined,
-    metadata,
-    pixels,
-    pretranscode: config.pretranscode,
-  });
+  // Proxy mode (upstreams configured): the DICOMweb routes answer from the upstreams instead of the archive.
+  if (config.upstreams.length > 0) app.addHook("preHandler", proxyAccessGuard(config.dicomwebPath));
+  const upstreams =
+    config.upstreams.length > 0
+      ? await registerProxy(app, config, { pool, cacheDir: join(archive.dataDir, "cache", "upstreams"), onLookup: recordCacheLookup })
+      : undefined;
+  if (!upstreams) {
+    await app.register(qidoRoutes, { ...ctx, qidoMaxResults: config.qidoMaxResults });
+    await app.register(wadoRoutes, { ...ctx, metadata, pixels, pool });
+    await app.register(renderedRoutes, { ...ctx, pixels });
+    await app.register(stowRoutes, {
+      ...ctx,
+      maxInstanceBytes: config.maxInstanceBytes,
+      maxRequestBytes: config.limits.enabled ? config.limits.store.maxRequestBytes : undefined,
+      metadata,
+      pixels,
+      pretranscode: config.pretranscode,
+    });
+    await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
+  }
   app.addHook("onClose", async () => metadata.close());
-  await app.register(deleteRoutes, { ...ctx, allowDelete: config.allowDelete, pixels });
 
   app.get("/", async (request, reply) => {
     const html = landingPage({
@@ -136,7 +146,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     }
     if (audit) checks.audit = audit.readiness();
     const gateway = app.auth.health();
-    Object.assign(checks, gateway.checks);
+    Object.assign(checks, gateway.checks, upstreams?.readiness());
     // A degraded audit sink spools to disk: the server stays ready (audit delayed, not lost).
     const ready = Object.values(checks).every((v) => v === "ok" || v.startsWith("degraded"));
     const warnings = Object.keys(gateway.warnings).length > 0 ? { warnings: gateway.warnings } : {};

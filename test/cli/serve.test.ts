@@ -92,7 +92,7 @@ test("operations: /readyz, /metrics, X-Request-Id echoed, HEAD and OPTIONS on DI
   t.after(() => server.kill());
   const ready = await httpRequest(`${server.url}readyz`);
   assert.equal(ready.status, 200);
-  assert.deepEqual((ready.json() as { checks: unknown }).checks, { index: "ok", storage: "ok" });
+  assert.deepEqual((ready.json() as { checks: unknown }).checks, { index: "ok", storage: "ok", audit: "ok" });
 
   const given = await httpRequest(`${server.dicomweb}/studies`, { headers: { "x-request-id": "trace-42" } });
   assert.equal(given.headers["x-request-id"], "trace-42");

@@ -1,7 +1,7 @@
 /**
  * A real Orthanc (Debian `orthanc` + `orthanc-dicomweb`) for one test file: free HTTP and DICOM
  * ports, a temporary storage folder and JSON configuration, no authentication, loopback only,
- * the DICOMweb plugin at /dicom-web/. Stopped (and its folder removed) when the test ends, also
+ * the DICOMweb plugin at /dicom-web/. Options: basic authentication, a fixed port and a data folder kept across restarts. Stopped (and its folder removed) when the test ends, also
  * when it fails; it cannot outlive the test process (see child.ts).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -35,6 +35,8 @@ export interface OrthancServer {
   dicomweb: string;
   httpPort: number;
   dicomPort: number;
+  /** Headers the helper sends (Authorization when basicAuth is set). */
+  headers: Record<string, string>;
   /** Stores files through Orthanc's REST API (POST /instances), one request per file. */
   upload(files: string[]): Promise<OrthancUpload[]>;
   /** What Orthanc printed so far (for failure messages). */
@@ -50,6 +52,12 @@ export interface OrthancOptions {
   dicomWeb?: Record<string, unknown>;
   /** How long to wait for /system to answer (ms). */
   startTimeoutMs?: number;
+  /** HTTP basic authentication (RegisteredUsers): every request, the helper's own included, must carry it. */
+  basicAuth?: { username: string; password: string };
+  /** A fixed HTTP port (to restart an Orthanc on the same URL); default: a free one. */
+  httpPort?: number;
+  /** Storage and index folder kept by the caller (to restart an Orthanc on the same data); default: a temporary one. */
+  dataDirectory?: string;
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
@@ -70,19 +78,25 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function launch(options: OrthancOptions): Promise<OrthancServer> {
   const dir = mkdtempSync(join(tmpdir(), "voxelgate-orthanc-"));
-  const [httpPort, dicomPort] = [await freePort(), await freePort()];
+  const [httpPort, dicomPort] = [options.httpPort ?? (await freePort()), await freePort()];
+  const dataDir = options.dataDirectory ?? dir;
+  const auth = options.basicAuth;
+  const headers: Record<string, string> = auth
+    ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}` }
+    : {};
   const configPath = join(dir, "orthanc.json");
   // A name of its own, so that /system proves this Orthanc answers (not another on a reused port).
   const name = `voxelgate-test-${basename(dir)}`;
   const config = {
     Name: name,
-    StorageDirectory: join(dir, "storage"),
-    IndexDirectory: join(dir, "index"),
+    StorageDirectory: join(dataDir, "storage"),
+    IndexDirectory: join(dataDir, "index"),
     HttpPort: httpPort,
     DicomPort: dicomPort,
     DicomAet: "VGTEST",
     RemoteAccessAllowed: false,
-    AuthenticationEnabled: false,
+    AuthenticationEnabled: auth !== undefined,
+    ...(auth ? { RegisteredUsers: { [auth.username]: auth.password } } : {}),
     HttpCompressionEnabled: false,
     StorageCompression: false,
     SaveJobs: false,
@@ -122,7 +136,7 @@ async function launch(options: OrthancOptions): Promise<OrthancServer> {
       throw new Error(`Orthanc exited (${child.exitCode ?? child.signalCode}) before answering:\n${output}`);
     }
     try {
-      const r = await fetch(new URL("system", url), { signal: AbortSignal.timeout(2000) });
+      const r = await fetch(new URL("system", url), { headers, signal: AbortSignal.timeout(2000) });
       if (r.ok) {
         const system = (await r.json()) as { Name?: string };
         if (system.Name === name) break;
@@ -142,7 +156,7 @@ async function launch(options: OrthancOptions): Promise<OrthancServer> {
     for (const file of files) {
       const r = await fetch(new URL("instances", url), {
         method: "POST",
-        headers: { "content-type": "application/dicom" },
+        headers: { ...headers, "content-type": "application/dicom" },
         body: readFileSync(file),
       });
       const text = await r.text();
@@ -156,7 +170,7 @@ async function launch(options: OrthancOptions): Promise<OrthancServer> {
     return results;
   };
 
-  return { url, dicomweb: `${url}dicom-web`, httpPort, dicomPort, upload, log: () => output, stop };
+  return { url, dicomweb: `${url}dicom-web`, httpPort, dicomPort, headers, upload, log: () => output, stop };
 }
 
 /**

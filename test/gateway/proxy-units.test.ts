@@ -1,0 +1,217 @@
+/** Proxy mode pieces that need no upstream: circuit breaker, URL rewriting, settings from --upstream URLs, frame Accept for the upstream. */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { httpRequest, reasonOf, spawnServer } from "../helpers/archive-harness.js";
+import { freePort } from "../helpers/orthanc.js";
+import { parseConfig } from "../../src/config.js";
+import { classifyRequest, pathBelowDicomwebRoot } from "../../src/gateway/request-state.js";
+import { buildApp } from "../../src/http/server.js";
+import { openArchive } from "../../src/store/file-archive.js";
+import { CircuitBreaker } from "../../src/gateway/upstream/breaker.js";
+import { upstreamsFromUrls } from "../../src/gateway/upstream/settings.js";
+import { frameAcceptForUpstream } from "../../src/gateway/upstream/upstream.js";
+import { BASE_MARKER, normalizeDicomJson, normalizeUrl, withPublicBase } from "../../src/gateway/upstream/rewrite.js";
+import { parseAccept } from "../../src/http/accept.js";
+import type { DicomJsonDataset } from "../../src/dicom/index.js";
+
+describe("circuit breaker", () => {
+  it("opens after N consecutive failures, lets one trial through after the reset time, closes on success", () => {
+    let now = 1000;
+    const breaker = new CircuitBreaker(3, 500, () => now);
+    breaker.failure("a");
+    breaker.failure("b");
+    breaker.success();
+    breaker.failure("c");
+    breaker.failure("d");
+    assert.equal(breaker.state, "closed", "failures must be consecutive");
+    breaker.failure("e");
+    assert.equal(breaker.state, "open");
+    assert.equal(breaker.allow(), false);
+    assert.equal(breaker.status().lastError, "e");
+    now += 500;
+    assert.equal(breaker.state, "half-open");
+    assert.equal(breaker.allow(), true, "one trial");
+    assert.equal(breaker.allow(), false, "only one");
+    breaker.failure("trial failed");
+    assert.equal(breaker.state, "open", "a failed trial opens it again at once");
+    now += 500;
+    assert.equal(breaker.allow(), true);
+    breaker.success();
+    assert.equal(breaker.state, "closed");
+    assert.equal(breaker.allow(), true);
+  });
+});
+
+describe("URL rewriting", () => {
+  const root = "http://orthanc:8042/dicom-web";
+  it("replaces the upstream's base, also under another host name, and leaves other values alone", () => {
+    assert.equal(normalizeUrl(`${root}/studies/1.2`, root), `${BASE_MARKER}/studies/1.2`);
+    assert.equal(normalizeUrl("http://10.0.0.7:8042/dicom-web/studies/1.2/series/3", root), `${BASE_MARKER}/studies/1.2/series/3`);
+    assert.equal(normalizeUrl("urn:oid:1.2.3", root), "urn:oid:1.2.3");
+    const json: DicomJsonDataset[] = [
+      {
+        "00081190": { vr: "UR", Value: [`${root}/studies/1.2`] },
+        "7FE00010": { vr: "OB", BulkDataURI: `${root}/studies/1.2/series/3/instances/4/bulk/7fe00010` },
+        "00081199": { vr: "SQ", Value: [{ "00081190": { vr: "UR", Value: [`${root}/studies/1.2/series/3/instances/4`] } }] },
+        "00081030": { vr: "LO", Value: [`${root}/studies/not-a-url-attribute`] },
+      },
+    ];
+    const text = withPublicBase(JSON.stringify(normalizeDicomJson(json, root)), "https://gw.example/dicomweb/");
+    const out = JSON.parse(text) as Array<
+      Record<string, { Value?: Array<string | Record<string, { Value: string[] }>>; BulkDataURI?: string }>
+    >;
+    assert.deepEqual(out[0]?.["00081190"]?.Value, ["https://gw.example/dicomweb/studies/1.2"]);
+    assert.equal(out[0]?.["7FE00010"]?.BulkDataURI, "https://gw.example/dicomweb/studies/1.2/series/3/instances/4/bulk/7fe00010");
+    const item = out[0]?.["00081199"]?.Value?.[0] as Record<string, { Value: string[] }>;
+    assert.deepEqual(item["00081190"]?.Value, ["https://gw.example/dicomweb/studies/1.2/series/3/instances/4"]);
+    assert.deepEqual(out[0]?.["00081030"]?.Value, [`${root}/studies/not-a-url-attribute`], "only URL attributes are rewritten");
+  });
+});
+
+describe("upstream settings", () => {
+  it("turns --upstream URLs into named upstreams, credentials in the URL into basic credentials", () => {
+    const config = parseConfig({
+      upstreams: upstreamsFromUrls(["http://alice:s%40cret@orthanc:8042/dicom-web/", "https://pacs.example/dicomweb"]),
+    });
+    assert.equal(config.upstreams.length, 2);
+    assert.deepEqual(
+      config.upstreams.map((u) => [u.name, u.url]),
+      [
+        ["upstream1", "http://orthanc:8042/dicom-web"],
+        ["upstream2", "https://pacs.example/dicomweb"],
+      ],
+    );
+    assert.deepEqual(config.upstreams[0]?.credentials, { type: "basic", username: "alice", password: "s@cret" });
+    assert.deepEqual(config.upstreams[1]?.credentials, { type: "none" });
+  });
+
+  it("refuses duplicate names, bad URLs and unknown credential types with the setting's name", () => {
+    assert.throws(
+      () =>
+        parseConfig({
+          upstreams: [
+            { name: "a", url: "http://x/dicomweb" },
+            { name: "a", url: "http://y/dicomweb" },
+          ],
+        }),
+      /upstreams: upstream names must be unique/,
+    );
+    assert.throws(() => parseConfig({ upstreams: [{ name: "a", url: "not a url" }] }), /upstreams\.0\.url/);
+    assert.throws(
+      () => parseConfig({ upstreams: [{ name: "a", url: "http://x/", credentials: { type: "kerberos" } }] }),
+      /upstreams\.0\.credentials/,
+    );
+  });
+});
+
+describe("frame Accept for the upstream", () => {
+  it("keeps multipart ranges and wraps single-part ones (upstreams answer frames as multipart)", () => {
+    assert.equal(
+      frameAcceptForUpstream(parseAccept('multipart/related; type="application/octet-stream"; transfer-syntax=*')),
+      'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    );
+    assert.equal(
+      frameAcceptForUpstream(parseAccept("image/jphc, image/jls;q=0.5, image/jpeg;q=0")),
+      'multipart/related; type="image/jphc", multipart/related; type="image/jls"',
+    );
+  });
+});
+
+describe("voxelgate serve --upstream", () => {
+  it("starts in proxy mode; an upstream nobody listens on is a 502 naming it, the gateway stays up", async (t) => {
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-proxy-cli-"));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const server = await spawnServer(dataDir, ["--upstream", `http://svc:pw@127.0.0.1:${port}/dicom-web`]);
+    t.after(() => server.kill());
+    const caps = (await httpRequest(`${server.url}api/capabilities`)).json() as {
+      mode: string;
+      upstreams: Array<{ name: string; url: string; credentials: string; paths: string[] }>;
+    };
+    assert.equal(caps.mode, "proxy");
+    assert.deepEqual(caps.upstreams[0], {
+      ...caps.upstreams[0],
+      name: "upstream1",
+      url: `http://127.0.0.1:${port}/dicom-web`,
+      credentials: "basic",
+      paths: ["/dicomweb", "/upstreams/upstream1/dicomweb"],
+    });
+    const res = await httpRequest(`${server.dicomweb}/studies`);
+    assert.equal(res.status, 502);
+    assert.match(
+      reasonOf(res),
+      new RegExp(`upstream "upstream1" \\(http://127\\.0\\.0\\.1:${port}/dicom-web\\) (refused the connection|is unavailable)`),
+    );
+    assert.equal((await httpRequest(`${server.url}healthz`)).status, 200);
+  });
+});
+
+describe("proxy routes and the gateway contract", () => {
+  it("note the study/series/instance of what passes through (request.accessed), search results included", async (t) => {
+    // A stand-in upstream answering DICOM JSON with its own URLs.
+    const upstream = http.createServer((req, res) => {
+      const base = `http://${req.headers.host}/dicom-web`;
+      const ds = {
+        "0020000D": { vr: "UI", Value: ["1.2.3"] },
+        "0020000E": { vr: "UI", Value: ["1.2.3.4"] },
+        "00080018": { vr: "UI", Value: ["1.2.3.4.5"] },
+        "00100020": { vr: "LO", Value: ["PAT-7"] },
+        "00081190": { vr: "UR", Value: [`${base}/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5`] },
+      };
+      res.writeHead(200, { "content-type": "application/dicom+json" }).end(JSON.stringify([ds]));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    t.after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const port = (upstream.address() as AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-proxy-contract-"));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = parseConfig({
+      logLevel: "silent",
+      data: dataDir,
+      publicUrl: "https://gw.example",
+      upstreams: [{ name: "stand-in", url: `http://127.0.0.1:${port}/dicom-web`, probeIntervalMs: 0 }],
+    });
+    const archive = await openArchive({ dataDir, duplicatePolicy: config.duplicatePolicy, maxInstanceBytes: config.maxInstanceBytes });
+    const app = await buildApp(config, archive);
+    t.after(async () => {
+      await app.close();
+      await archive.close();
+    });
+    const accessed: unknown[] = [];
+    app.addHook("onResponse", async (request) => {
+      accessed.push(...request.accessed);
+    });
+    const meta = await app.inject({ url: "/dicomweb/studies/1.2.3/series/1.2.3.4/metadata" });
+    assert.equal(meta.statusCode, 200, meta.body);
+    assert.deepEqual(accessed, [{ studyUid: "1.2.3", seriesUid: "1.2.3.4", sopUid: undefined }]);
+    accessed.length = 0;
+    const search = await app.inject({ url: "/dicomweb/studies/1.2.3/instances" });
+    assert.equal(search.statusCode, 200);
+    assert.deepEqual(accessed, [{ studyUid: "1.2.3", seriesUid: "1.2.3.4", sopUid: "1.2.3.4.5", patientId: "PAT-7" }]);
+    const results = search.json<Array<Record<string, { Value: string[] }>>>();
+    assert.deepEqual(results[0]?.["00081190"]?.Value, ["https://gw.example/dicomweb/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5"]);
+  });
+});
+
+describe("pathBelowDicomwebRoot", () => {
+  it("finds the DICOMweb path below the archive root and below each upstream's root", () => {
+    assert.equal(pathBelowDicomwebRoot("/dicomweb/studies/1.2?limit=1", "/dicomweb"), "/studies/1.2");
+    assert.equal(pathBelowDicomwebRoot("/upstreams/orthanc/dicomweb/studies/1.2/rendered", "/dicomweb"), "/studies/1.2/rendered");
+    assert.deepEqual(
+      classifyRequest("GET", pathBelowDicomwebRoot("/upstreams/pacs-2/dicomweb/studies/9/series/8/thumbnail", "/dicomweb") ?? ""),
+      {
+        behaviour: "render",
+        studyUid: "9",
+        seriesUid: "8",
+        sopUid: undefined,
+      },
+    );
+    assert.equal(pathBelowDicomwebRoot("/api/capabilities", "/dicomweb"), undefined);
+    assert.equal(pathBelowDicomwebRoot("/dicomwebx/studies", "/dicomweb"), undefined);
+  });
+});
