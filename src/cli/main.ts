@@ -13,6 +13,17 @@ const positiveInt = (value: string): number => {
   return n;
 };
 
+interface ServeOptions {
+  host?: string;
+  port?: number;
+  data?: string;
+  config?: string;
+  corsOrigin?: string[];
+  publicUrl?: string;
+  viewerPort?: number;
+  viewer?: boolean;
+}
+
 const program = new Command().name("voxelgate").description("DICOMweb archive and imaging-aware gateway");
 
 program
@@ -24,13 +35,23 @@ program
   .option("--config <file>", "JSON config file with any other setting (see README)")
   .option("--cors-origin <origin...>", "allow browser viewers on these origins (CORS), e.g. http://localhost:3000")
   .option("--public-url <url>", "public URL of this server as clients reach it, for RetrieveURL and BulkDataURI")
-  .action(async (opts: { host?: string; port?: number; data?: string; config?: string; corsOrigin?: string[]; publicUrl?: string }) => {
+  .option("--viewer-port <number>", "port of the hosted OHIF viewer (default: the API port + 1; 0 = any free port)", positiveInt)
+  .option("--no-viewer", "do not host the OHIF viewer")
+  .action(async (opts: ServeOptions) => {
     let config;
     try {
       config = loadConfig({
         file: opts.config,
         env: process.env,
-        flags: { host: opts.host, port: opts.port, data: opts.data, corsOrigins: opts.corsOrigin, publicUrl: opts.publicUrl },
+        flags: {
+          host: opts.host,
+          port: opts.port,
+          data: opts.data,
+          corsOrigins: opts.corsOrigin,
+          publicUrl: opts.publicUrl,
+          // --no-viewer sets viewer=false; without it the file's setting stays.
+          viewer: { enabled: opts.viewer === false ? false : undefined, port: opts.viewerPort },
+        },
       });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -55,6 +76,10 @@ program
     process.stdout.write(
       `  DICOMweb root: ${server.url}${config.dicomwebPath.slice(1)}   data: ${archive.dataDir} (${stats.studies} studies, ${stats.instances} instances)\n`,
     );
+    if (server.viewerUrl) {
+      const missing = server.viewerMissing;
+      process.stdout.write(missing ? `  Viewer: not installed — ${missing}\n` : `  Viewer (OHIF): ${server.viewerUrl}\n`);
+    }
     let stopping = false;
     const stop = () => {
       if (stopping) return;
