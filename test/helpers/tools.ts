@@ -40,6 +40,7 @@ export const TOOLS = {
     aptPackage: "python3-pydicom python3-numpy",
     probe: () => spawnSync(PYTHON, ["-c", "import pydicom, numpy"]).status === 0,
   },
+  chromium: { command: "/usr/bin/chromium", aptPackage: "chromium" },
   orthanc: {
     command: "/usr/sbin/Orthanc",
     aptPackage: "orthanc orthanc-dicomweb",
