@@ -16,8 +16,9 @@ export interface LandingPageOptions {
 /** The hosted viewer's section: a link to the study list, or what to do to get the viewer. */
 function viewerSection(viewer: LandingPageOptions["viewer"]): string {
   if (!viewer) return `<p>The hosted viewer is off (<code>--no-viewer</code> or <code>"viewer": {"enabled": false}</code>).</p>`;
-  if (viewer.missing) return `<p id="viewer-missing">No hosted viewer yet: ${escapeHtml(viewer.missing)}.</p>`;
   const url = escapeHtml(viewer.url);
+  if (viewer.missing)
+    return `<p id="viewer-missing">No hosted viewer yet at <code data-url="${url}">${url}</code>: ${escapeHtml(viewer.missing)}.</p>`;
   return `<p>OHIF, ready to use: <a id="viewer" href="${url}"><strong>open the study list</strong></a> (<code>${url}</code>).
 Open one study directly with <code>${url}viewer?StudyInstanceUIDs=…</code>.</p>`;
 }
