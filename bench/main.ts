@@ -15,6 +15,7 @@ import { codecsSuite } from "./codecs.js";
 import { dicomCoreSuite } from "./dicom-core.js";
 import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
+import { viewerSuite } from "./viewer.js";
 
 /** A goal from the issue, checked against the measured figures. */
 export interface Goal {
@@ -82,7 +83,7 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite, codecsSuite];
+const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite, codecsSuite, viewerSuite];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;

@@ -274,6 +274,35 @@ export const ConfigSchema = z
       .optional(),
     /** Worker threads for codecs and rendering (default: one per CPU). */
     codecThreads: z.number().int().positive().optional(),
+    /**
+     * The hosted OHIF viewer (vendor/ohif/dist, fetched by `npm install` / `npm run viewer:fetch`)
+     * on a listener of its own, since OHIF expects the web root of its origin. Its origins are
+     * added to corsOrigins automatically; its app-config.js points at our DICOMweb root.
+     */
+    viewer: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Address to bind; default: the API's `host`. */
+        host: z.string().min(1).optional(),
+        /** Port, or "auto": the API port + 1 (8043), any free port when the API's is 0. */
+        port: z.union([z.number().int().min(0).max(65535), z.literal("auto")]).default("auto"),
+        /** The viewer's public URL when a proxy serves it under another name (its origin joins corsOrigins). */
+        publicUrl: z.url().optional(),
+        /** Serve this OHIF build folder instead of vendor/ohif/dist. */
+        dist: z.string().min(1).optional(),
+        /** Frames as stored ("*", decoded by OHIF) or transcoded by the server to this transfer syntax UID. */
+        transferSyntax: z
+          .string()
+          .regex(/^\*$|^[0-9]+(\.[0-9]+)*$/, 'must be "*" or a transfer syntax UID')
+          .default("*"),
+        /** OpenID Connect login in OHIF (code flow + PKCE); OHIF then sends "Authorization: Bearer". */
+        oidc: z
+          .object({ authority: z.url(), clientId: z.string().min(1), scope: z.string().default("openid profile email") })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Serve on a non-loopback address without authentication (the gateway adds authentication). */
     allowUnauthenticatedRemote: z.boolean().default(false),
@@ -419,6 +448,9 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v ===
 /** Later wins; nested objects (e.g. auth.oidc from a flag over the file's auth block) are merged, arrays replaced. */
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue; // a flag not given leaves the file's setting alone
+    out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+  }
   return out;
 }

@@ -25,6 +25,8 @@ interface ServeOptions {
   oidcIssuer?: string;
   oidcAudience?: string[];
   upstream?: string[];
+  viewerPort?: number;
+  viewer?: boolean;
 }
 
 /** --oidc-issuer / --oidc-audience as a partial auth block (merged over the file's and the environment's). */
@@ -52,6 +54,8 @@ program
     "--upstream <url...>",
     "proxy mode: serve these DICOMweb archives (e.g. http://user:pass@orthanc:8042/dicom-web) instead of the local one",
   )
+  .option("--viewer-port <number>", "port of the hosted OHIF viewer (default: the API port + 1; 0 = any free port)", positiveInt)
+  .option("--no-viewer", "do not host the OHIF viewer")
   .action(async (opts: ServeOptions) => {
     let config;
     try {
@@ -66,6 +70,8 @@ program
           publicUrl: opts.publicUrl,
           auth: oidcFlags(opts),
           upstreams: opts.upstream ? upstreamsFromUrls(opts.upstream) : undefined,
+          // --no-viewer sets viewer=false; without it the file's setting stays.
+          viewer: { enabled: opts.viewer === false ? false : undefined, port: opts.viewerPort },
         },
       });
     } catch (err) {
@@ -91,6 +97,10 @@ program
     process.stdout.write(
       `  DICOMweb root: ${server.url}${config.dicomwebPath.slice(1)}   data: ${archive.dataDir} (${stats.studies} studies, ${stats.instances} instances)\n`,
     );
+    if (server.viewerUrl) {
+      const missing = server.viewerMissing;
+      process.stdout.write(missing ? `  Viewer: not installed — ${missing}\n` : `  Viewer (OHIF): ${server.viewerUrl}\n`);
+    }
     let stopping = false;
     const stop = () => {
       if (stopping) return;

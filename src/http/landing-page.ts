@@ -1,38 +1,32 @@
-/** The landing page at `/`: where the DICOMweb root is, what is stored, and how to point OHIF at it. */
+/** The landing page at `/`: where the DICOMweb root is, what is stored, the hosted viewer, and how to point another OHIF at it. */
 import type { IndexStats } from "../store/types.js";
+import { ohifConfigSnippet } from "../viewer/ohif-config.js";
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** The OHIF 3 data source for this server (window.config.dataSources entry in app-config.js). */
-export function ohifDataSource(dicomwebRoot: string): object {
-  return {
-    namespace: "@ohif/extension-default.dataSourcesModule.dicomweb",
-    sourceName: "voxelgate",
-    configuration: {
-      friendlyName: "Voxelgate",
-      name: "voxelgate",
-      qidoRoot: dicomwebRoot,
-      wadoRoot: dicomwebRoot,
-      wadoUriRoot: dicomwebRoot,
-      qidoSupportsIncludeField: true,
-      supportsReject: false,
-      imageRendering: "wadors",
-      thumbnailRendering: "wadors",
-      enableStudyLazyLoad: true,
-      supportsFuzzyMatching: true,
-      supportsWildcard: true,
-      staticWado: false,
-      singlepart: "bulkdata,video",
-      bulkDataURI: { enabled: true },
-      omitQuotationForMultipartRequest: true,
-    },
-  };
+export interface LandingPageOptions {
+  dicomwebRoot: string;
+  stats: IndexStats;
+  dataDir: string;
+  corsOrigins: string[];
+  /** The hosted viewer, when enabled: its URL, and why it cannot be used yet (not installed). */
+  viewer?: { url: string; missing?: string };
 }
 
-export function landingPage(options: { dicomwebRoot: string; stats: IndexStats; dataDir: string; corsOrigins: string[] }): string {
+/** The hosted viewer's section: a link to the study list, or what to do to get the viewer. */
+function viewerSection(viewer: LandingPageOptions["viewer"]): string {
+  if (!viewer) return `<p>The hosted viewer is off (<code>--no-viewer</code> or <code>"viewer": {"enabled": false}</code>).</p>`;
+  const url = escapeHtml(viewer.url);
+  if (viewer.missing)
+    return `<p id="viewer-missing">No hosted viewer yet at <code data-url="${url}">${url}</code>: ${escapeHtml(viewer.missing)}.</p>`;
+  return `<p>OHIF, ready to use: <a id="viewer" href="${url}"><strong>open the study list</strong></a> (<code>${url}</code>).
+Open one study directly with <code>${url}viewer?StudyInstanceUIDs=…</code>.</p>`;
+}
+
+export function landingPage(options: LandingPageOptions): string {
   const { dicomwebRoot, stats } = options;
   const root = escapeHtml(dicomwebRoot);
-  const snippet = escapeHtml(JSON.stringify({ dataSources: [ohifDataSource(dicomwebRoot)], defaultDataSourceName: "voxelgate" }, null, 2));
+  const snippet = escapeHtml(JSON.stringify(ohifConfigSnippet(dicomwebRoot), null, 2));
   const count = (n: number, one: string, many: string) => `${n.toLocaleString("en")} ${n === 1 ? one : many}`;
   const cors =
     options.corsOrigins.length > 0
@@ -58,8 +52,11 @@ Data folder: <code>${escapeHtml(options.dataDir)}</code>.</p>
 <tr><td>Frames</td><td><code>GET ${root}/studies/{study}/series/{series}/instances/{instance}/frames/1</code></td></tr>
 <tr><td>Store</td><td><code>POST ${root}/studies</code> (multipart/related; type="application/dicom"), or <code>npx voxelgate import FOLDER</code></td></tr>
 </table>
-<h2>Use it with OHIF</h2>
-<p>Put this data source in OHIF's <code>app-config.js</code> (<code>window.config</code>). ${cors}</p>
+<h2>Viewer</h2>
+${viewerSection(options.viewer)}
+<h2>Use it with your own OHIF</h2>
+<p>Put this data source in OHIF's <code>app-config.js</code> (<code>window.config</code>), or take it from
+<a href="/ohif-config">/ohif-config</a> (JSON) or a whole <code>app-config.js</code> from <a href="/ohif-config?format=js">/ohif-config?format=js</a>. ${cors}</p>
 <pre>${snippet}</pre>
 <h2>Operations</h2>
 <ul>

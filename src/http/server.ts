@@ -28,17 +28,25 @@ import { qidoRoutes } from "./qido-routes.js";
 import { renderedRoutes } from "./rendered-routes.js";
 import { stowRoutes } from "./stow-routes.js";
 import { wadoRoutes } from "./wado-routes.js";
+import { type HostedViewer, startHostedViewer } from "../viewer/hosted-viewer.js";
+import { ohifConfigRoute } from "../viewer/ohif-config-route.js";
 
 export interface RunningServer {
   app: FastifyInstance;
   /** Base URL of the server, with a trailing slash. */
   url: string;
+  /** Base URL of the hosted OHIF viewer, when enabled. */
+  viewerUrl?: string;
+  /** Why the viewer shows no OHIF (not installed), with what to do. */
+  viewerMissing?: string;
   close(): Promise<void>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export async function buildApp(config: Config, archive: Archive): Promise<FastifyInstance> {
+export async function buildApp(config: Config, archive: Archive, viewer?: HostedViewer): Promise<FastifyInstance> {
+  // The hosted viewer is another origin: the DICOMweb API must let it in.
+  const corsOrigins = viewer ? [...config.corsOrigins, ...viewer.origins] : config.corsOrigins;
   const app = Fastify({
     logger: config.logLevel === "silent" ? false : { level: config.logLevel },
     // A caller's request id is kept when it is sane, so logs can be joined across services.
@@ -68,7 +76,7 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
     dicomwebPath: config.dicomwebPath,
     corsOrigins: config.corsOrigins,
   });
-  installCors(app, { origins: config.corsOrigins, credentials: config.corsCredentials, maxAgeSeconds: config.corsMaxAgeSeconds });
+  installCors(app, { origins: corsOrigins, credentials: config.corsCredentials, maxAgeSeconds: config.corsMaxAgeSeconds });
   installRateLimits(app, { limits: config.limits, dicomwebPath: config.dicomwebPath, onLimited: recordRateLimited });
 
   const ctx: RouteContext = {
@@ -120,12 +128,14 @@ export async function buildApp(config: Config, archive: Archive): Promise<Fastif
   }
   app.addHook("onClose", async () => metadata.close());
 
+  await app.register(ohifConfigRoute, { publicBase: ctx.publicBase, transferSyntax: config.viewer.transferSyntax });
   app.get("/", async (request, reply) => {
     const html = landingPage({
       dicomwebRoot: ctx.publicBase(request),
       stats: archive.index.stats(),
       dataDir: archive.dataDir,
-      corsOrigins: config.corsOrigins,
+      corsOrigins,
+      viewer: viewer ? { url: viewer.linkFor(request), missing: viewer.build.missing } : undefined,
     });
     return reply.type("text/html; charset=utf-8").send(html);
   });
@@ -164,17 +174,28 @@ export async function startServer(config: Config, archive: Archive): Promise<Run
         `or set "allowUnauthenticatedRemote": true in the config file if something in front of Voxelgate authenticates users`,
     );
   }
-  const app = await buildApp(config, archive);
-  await app.listen({ host: config.host, port: config.port });
+  const viewer = config.viewer.enabled ? await startHostedViewer(config) : undefined;
+  let app: FastifyInstance;
+  try {
+    app = await buildApp(config, archive, viewer);
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await viewer?.close();
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
+  viewer?.setApiPort(port);
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   return {
     app,
     url: `http://${host}:${port}/`,
+    viewerUrl: viewer?.url,
+    viewerMissing: viewer?.build.missing,
     // Stops accepting, lets in-flight requests (a STOW being stored) finish, then closes the index.
     close: async () => {
       await app.close();
+      await viewer?.close();
       await archive.close();
     },
   };
