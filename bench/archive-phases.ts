@@ -224,7 +224,13 @@ export function qidoMix(catalog: CatalogStudy[]): Array<[string, number]> {
     [`/studies?limit=25&offset=100`, limited(Math.max(0, catalog.length - 100), 25)],
     [`/studies/${a.studyUid}/series?Modality=${a.modalities[0]}`, 1],
     [`/studies/${a.studyUid}/instances?includefield=all`, FILLER_SERIES_SIZE],
-    [`/series?Modality=MR&limit=100`, 100],
+    [
+      `/series?Modality=MR&limit=20`,
+      limited(
+        count((s) => s.modalities.includes("MR")),
+        20,
+      ),
+    ],
   ].map(([path, expected]) => [String(path), Number(expected)]);
 }
 

@@ -22,10 +22,13 @@ const LOSS_REASONS: Array<[RegExp, string]> = [
     /STOW .*server CPU/,
     "Voxelgate parses every instance fully (DICOM JSON metadata, frame table, checks) at STOW so that metadata and frames are cheap later",
   ],
-  [/STOW .*peak RSS/, "Node's heap and the V8 baseline (~60–90 MB) are paid before the first byte; Orthanc is a C++ process"],
+  [
+    /^STOW/,
+    "Voxelgate parses every instance fully at STOW (DICOM JSON metadata, frame table, checks) and makes it durable (file fsync, then one index commit per batch) before it answers, so that metadata and frames are cheap later; on 2 shared cores that work is not hidden",
+  ],
   [
     /^Rendered JPEG/,
-    "rendering runs in a pool of worker threads in JavaScript/WebAssembly (windowing, then sharp/libjpeg-turbo); Orthanc renders in C++ with DCMTK; on a loaded 2-core machine the pool competes with the server thread",
+    "rendering runs in a pool of worker threads (windowing in JavaScript, JPEG encoding in a native or WebAssembly library) with a message round trip per image; Orthanc renders in C++ in the request thread; on a loaded 2-core machine the pool competes with the server thread",
   ],
   [
     /retrieve/i,
@@ -131,16 +134,32 @@ export function renderDoc(results: BenchResults): string {
   }
 
   out.push("## Where Voxelgate loses, and why", "");
-  const losses = rows.filter((r) => r.ratio !== undefined && r.ratio < 0.95);
+  const isCeiling = (r: BenchRow) => /ceiling/.test(r.name);
+  const losses = rows.filter((r) => r.ratio !== undefined && r.ratio < 0.95 && !isCeiling(r));
   if (losses.length === 0) out.push("No row with a ratio below 0.95 in this run.", "");
   else {
+    // Rows that lose for the same reason are listed together, the reason once.
+    const byReason = new Map<string, BenchRow[]>();
     for (const r of losses) {
       const reason =
         LOSS_REASONS.find(([re]) => re.test(r.name))?.[1] ?? "no explanation recorded yet (add one to LOSS_REASONS in bench/doc.ts)";
+      byReason.set(reason, [...(byReason.get(reason) ?? []), r]);
+    }
+    for (const [reason, list] of byReason) {
       out.push(
-        `- **${r.name}**: ${num(r.ratio)}× (${num(r.ours)} vs ${num(r.peer)} ${r.unit}${r.peerName ? `, ${r.peerName}` : ""}) — ${reason}.`,
+        `- ${list.map((r) => `**${r.name}** ${num(r.ratio)}× (${num(r.ours)} vs ${num(r.peer)} ${r.unit})`).join("; ")}.`,
+        `  Why: ${reason}.`,
       );
     }
+    out.push("");
+  }
+  const ceiling = rows.filter((r) => isCeiling(r) && r.ratio !== undefined);
+  if (ceiling.length) {
+    out.push("How close frame serving is to the ceiling (node's static file serving of the same bytes, same run):", "");
+    for (const r of ceiling)
+      out.push(
+        `- ${r.name.replace(": Voxelgate vs static-file ceiling", "")}: ${Math.round((r.ratio ?? 0) * 100)} % of ${num(r.peer)} ${r.unit}`,
+      );
     out.push("");
   }
   const missed = goals.filter((g) => !g.goal.met);
