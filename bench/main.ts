@@ -102,7 +102,15 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite, codecsSuite];
+// One suite a line (helpers add theirs here).
+// prettier-ignore
+const SUITES: Suite[] = [
+  dicomCoreSuite,
+  qidoScaleSuite,
+  renderSuite,
+  archiveSuite,
+  codecsSuite,
+];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;

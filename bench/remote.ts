@@ -21,7 +21,6 @@ import {
   median,
   parseJson,
   percentile,
-  type Phase,
   round,
   rowAdder,
   type Side,
@@ -214,7 +213,6 @@ export const remoteSuite: Suite = {
     const side: Side = { label: "server", client };
     const rows: BenchRow[] = [];
     const addRow = rowAdder(rows, undefined, log);
-    const phase: Phase = { quick, ours: side, sides: [side], addRow, log };
     try {
       if (options.allowStow) {
         const files = [
@@ -278,14 +276,11 @@ export const remoteSuite: Suite = {
       };
       const first = await metadata(true);
       const runs = quick ? 5 : 15;
-      const warm = async (gzip: boolean, path?: string) =>
-        median(
-          await Promise.all(Array.from({ length: runs }, () => 0)).then(async () => {
-            const out: number[] = [];
-            for (let i = 0; i < runs; i++) out.push(await metadata(gzip, path));
-            return out;
-          }),
-        );
+      const warm = async (gzip: boolean, path?: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < runs; i++) out.push(await metadata(gzip, path));
+        return median(out);
+      };
       addRow({
         name: `Series metadata (${series.instances.length} inst.), first request, gzip`,
         unit: "ms",
@@ -391,7 +386,6 @@ export const remoteSuite: Suite = {
           higherIsBetter: false,
           note: `${ttfi.length} studies; p95 ${fmt(percentile(ttfi, 0.95), 1)} ms`,
         });
-      void phase;
       return rows;
     } finally {
       client.close();
