@@ -6,18 +6,24 @@
  *
  * Phases (each answer checked; a wrong one throws and fails the run, a slow one never does):
  *  1. STOW-RS throughput: 50 instances per request one request at a time, then one instance per
- *     request four at a time (a second series with other UIDs: nothing is stored twice).
+ *     request four at a time (a second series with other UIDs: nothing is stored twice); in the
+ *     full run also 50 × 4 and 1 × 1.
  *  2. Series metadata of the big series: cold (right after the last STOW), first request once
  *     Voxelgate's pre-warm had time to run, warm (median of 20); Accept-Encoding: gzip for both.
- *  3. Single uncompressed frames as OHIF asks for them: latency p50/p95, and frames/s at
- *     concurrency 8.
+ *  3. Single uncompressed frames as OHIF asks for them: latency p50/p95.
  *  4. QIDO-RS: a small query mix on the stored corpus, p50/p95.
  *  5. Whole-series retrieve (multipart application/dicom, transfer-syntax=*), MB/s.
  *  6. Rendered JPEG of an instance (Accept: image/jpeg): cold (distinct instances, each asked
  *     once) at concurrency 2, then one instance over and over (cached) at concurrency 8, images/s.
  *  7. Frame 1 transcoded to HTJ2K lossless (multipart image/jphc), Voxelgate only (Orthanc 1.10
  *     cannot write HTJ2K): cold per distinct instance, then the same instances again (cached), p50.
- * Server CPU seconds per phase (/proc/<pid>/stat) and peak RSS go into the notes.
+ *  8. bench/archive-phases.ts on the rest of the corpus (bench/corpus-mixed.ts): time to first
+ *     image, five compressed syntaxes decoded, a ≥ 500-frame instance vs 1-frame ones, frames at
+ *     concurrency 1/8/32 against node's static file serving (the ceiling), whole-study retrieve,
+ *     metadata at 10 … 5,000 instances, then both archives filled to 10,000 instances (2,500 in
+ *     the quick run) for the QIDO mix; last, one ~2 GB STOW request (bench/stow-big.ts, full run).
+ * The STOW matrix is complete in the full run (batch 1/50 × concurrency 1/4); each pass reports
+ * the server's CPU seconds (/proc/<pid>/stat) and peak RSS (VmHWM, reset before the pass).
  *
  * Without Orthanc installed, Voxelgate runs alone and the notes say how to install it; under
  * CI=true a missing Orthanc is an error.
@@ -732,7 +738,7 @@ export const archiveSuite: Suite = {
         ...(await timed(context, () => metadataPhase(phase))),
       ];
       const stored = catalog.reduce((n, s) => n + s.instances, 0);
-      catalog.push(...(await fillArchive(phase, stored, quick ? 2000 : 10_000, 0)));
+      catalog.push(...(await fillArchive(phase, stored, quick ? 2500 : 10_000, 0)));
       await timed(context, () => qidoMixPhase(phase, catalog));
       const bigStowMb = context.options.bigStowMb ?? (quick ? 0 : 2048);
       if (bigStowMb > 0) await timed(context, () => bigStowPhase(phase, bigStowMb, big.pixels));
