@@ -296,7 +296,7 @@ export async function framesPhase(phase: Phase, big: BigSeries, compressed: Comp
   const staticSide: Side = { label: "static", server: ceiling, client: new Client(ceiling.url.replace(/\/$/, ""), 64) };
   try {
     for (const [s, set] of sets.entries()) set.items.forEach((item, i) => ceiling.put(`${s}-${i}`, item.bytes));
-    const requests = quick ? { 1: 30, 8: 0, 32: 60 } : { 1: 400, 8: 1500, 32: 1500 };
+    const requests = quick ? { 1: 30, 8: 0, 32: 60 } : { 1: 300, 8: 1000, 32: 1000 };
     for (const [s, set] of sets.entries()) {
       const random = seededRandom(0xf7a3e + s);
       for (const concurrency of [1, 8, 32] as const) {
