@@ -6,18 +6,24 @@
  *
  * Phases (each answer checked; a wrong one throws and fails the run, a slow one never does):
  *  1. STOW-RS throughput: 50 instances per request one request at a time, then one instance per
- *     request four at a time (a second series with other UIDs: nothing is stored twice).
+ *     request four at a time (a second series with other UIDs: nothing is stored twice); in the
+ *     full run also 50 × 4 and 1 × 1.
  *  2. Series metadata of the big series: cold (right after the last STOW), first request once
  *     Voxelgate's pre-warm had time to run, warm (median of 20); Accept-Encoding: gzip for both.
- *  3. Single uncompressed frames as OHIF asks for them: latency p50/p95, and frames/s at
- *     concurrency 8.
+ *  3. Single uncompressed frames as OHIF asks for them: latency p50/p95.
  *  4. QIDO-RS: a small query mix on the stored corpus, p50/p95.
  *  5. Whole-series retrieve (multipart application/dicom, transfer-syntax=*), MB/s.
  *  6. Rendered JPEG of an instance (Accept: image/jpeg): cold (distinct instances, each asked
  *     once) at concurrency 2, then one instance over and over (cached) at concurrency 8, images/s.
  *  7. Frame 1 transcoded to HTJ2K lossless (multipart image/jphc), Voxelgate only (Orthanc 1.10
  *     cannot write HTJ2K): cold per distinct instance, then the same instances again (cached), p50.
- * Server CPU seconds per phase (/proc/<pid>/stat) and peak RSS go into the notes.
+ *  8. bench/archive-phases.ts on the rest of the corpus (bench/corpus-mixed.ts): time to first
+ *     image, five compressed syntaxes decoded, a ≥ 500-frame instance vs 1-frame ones, frames at
+ *     concurrency 1/8/32 against node's static file serving (the ceiling), whole-study retrieve,
+ *     metadata at 10 … 5,000 instances, then both archives filled to 10,000 instances (2,500 in
+ *     the quick run) for the QIDO mix; last, one ~2 GB STOW request (bench/stow-big.ts, full run).
+ * The STOW matrix is complete in the full run (batch 1/50 × concurrency 1/4); each pass reports
+ * the server's CPU seconds (/proc/<pid>/stat) and peak RSS (VmHWM, reset before the pass).
  *
  * Without Orthanc installed, Voxelgate runs alone and the notes say how to install it; under
  * CI=true a missing Orthanc is an error.
@@ -26,17 +32,53 @@ import { performance } from "node:perf_hooks";
 import sharp from "sharp";
 import { decodeFrame } from "../src/codec/index.js";
 import type { FrameInfo } from "../src/codec/types.js";
-import { BIG_COLUMNS, BIG_ROWS, type BigSeries, type CorpusInstance, makeBigSeries, makeSmallStudies, type SmallStudy } from "./corpus.js";
-import type { BenchRow, Goal, Suite, SuiteContext } from "./main.js";
+import { BIG_COLUMNS, BIG_ROWS, type BigSeries, makeBigSeries, makeSmallStudies, type SmallStudy } from "./corpus.js";
+import type { BenchRow, Suite, SuiteContext } from "./main.js";
+import {
+  BenchCheckError,
+  check,
+  CpuMeter,
+  RssMeter,
+  DICOM_JSON,
+  expectStatus,
+  firstValue,
+  fmt,
+  inFlight,
+  type Json,
+  median,
+  parseJson,
+  percentile,
+  type Phase,
+  qido,
+  ratioGoal,
+  round,
+  rowAdder,
+  type Side,
+  sleep,
+  stow,
+  stowPass,
+} from "./archive-kit.js";
 import { cpuSeconds, peakRssMb } from "./peers/child.js";
-import { boundaryOf, Client, DelimiterCounter, decodedBody, multipartBody, parseMultipart, type Response } from "./peers/http.js";
-import { ORTHANC_PACKAGES, orthancInstalled, type PeerServer, startOrthanc } from "./peers/orthanc.js";
+import { boundaryOf, Client, DelimiterCounter, decodedBody, parseMultipart } from "./peers/http.js";
+import { ORTHANC_PACKAGES, orthancInstalled, startOrthanc } from "./peers/orthanc.js";
 import { startVoxelgate } from "./peers/voxelgate.js";
 import { seededRandom } from "./seeded-random.js";
+import {
+  type CatalogStudy,
+  fillArchive,
+  framesPhase,
+  metadataPhase,
+  multiFramePhase,
+  qidoMixPhase,
+  studyRetrievePhase,
+  syntaxesPhase,
+  timeToFirstImagePhase,
+} from "./archive-phases.js";
+import { makeCompressedStudy, makeMixedStudies } from "./corpus-mixed.js";
+import { bigStowPhase } from "./stow-big.js";
 
 const FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
-const DICOM_JSON = "application/dicom+json";
 const RENDERED_ACCEPT = "image/jpeg";
 const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
 const HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201";
@@ -62,81 +104,6 @@ const BIG_FRAME_INFO: FrameInfo = {
   photometricInterpretation: "MONOCHROME2",
   planarConfiguration: 0,
 };
-
-class BenchCheckError extends Error {}
-
-function check(condition: boolean, message: string): asserts condition {
-  if (!condition) throw new BenchCheckError(`wrong answer: ${message}`);
-}
-
-const percentile = (values: number[], p: number): number => {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.max(0, Math.ceil(sorted.length * p) - 1)] as number;
-};
-const median = (values: number[]): number => percentile(values, 0.5);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
-const fmt = (v: number, digits = 1): string => v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
-/** One server under test. */
-interface Side {
-  label: string;
-  server: PeerServer;
-  client: Client;
-}
-
-type Json = Record<string, { vr?: string; Value?: unknown[] } | undefined>;
-
-function parseJson(r: Response, what: string): unknown {
-  const text = decodedBody(r).toString("utf8");
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new BenchCheckError(`wrong answer: ${what}: not JSON: ${text.slice(0, 200)}`);
-  }
-}
-
-function expectStatus(r: Response, status: number, what: string): void {
-  check(r.status === status, `${what}: HTTP ${r.status} (expected ${status}) ${decodedBody(r).toString("utf8").slice(0, 300)}`);
-}
-
-const firstValue = (ds: Json | undefined, tag: string): unknown => ds?.[tag]?.Value?.[0];
-
-// ---------------------------------------------------------------------------------------------
-// The operations (each checks its answer)
-
-/** STOW-RS of `files` in one multipart/related request; checks every instance is referenced and none failed. */
-async function stow(side: Side, files: CorpusInstance[]): Promise<void> {
-  const body = multipartBody(files.map((f) => f.chunks));
-  const r = await side.client.request("/studies", {
-    method: "POST",
-    headers: { "content-type": body.contentType, accept: DICOM_JSON },
-    body: body.chunks,
-  });
-  const what = `${side.label} STOW of ${files.length} instance(s)`;
-  expectStatus(r, 200, what);
-  const response = parseJson(r, what) as Json;
-  const failed = response["00081198"]?.Value ?? [];
-  check(failed.length === 0, `${what}: ${failed.length} failed: ${JSON.stringify(failed).slice(0, 300)}`);
-  const referenced = (response["00081199"]?.Value ?? []) as Json[];
-  check(referenced.length === files.length, `${what}: ${referenced.length} referenced instances, expected ${files.length}`);
-  const uids = new Set(referenced.map((item) => String(firstValue(item, "00081155"))));
-  for (const f of files) check(uids.has(f.sopUid), `${what}: ${f.sopUid} is not referenced`);
-}
-
-/** Stores `instances` in batches of `batch`, `concurrency` requests in flight; wall time in ms. */
-async function stowPass(side: Side, instances: CorpusInstance[], batch: number, concurrency: number): Promise<number> {
-  const batches: Array<typeof instances> = [];
-  for (let i = 0; i < instances.length; i += batch) batches.push(instances.slice(i, i + batch));
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < batches.length) await stow(side, batches[next++] as typeof instances);
-    }),
-  );
-  return performance.now() - started;
-}
 
 interface MetadataAnswer {
   ms: number;
@@ -182,16 +149,6 @@ async function frame(side: Side, series: BigSeries, index: number, compare: bool
 }
 
 /** A QIDO query; checks the result count. */
-async function qido(side: Side, path: string, expected: number): Promise<number> {
-  const r = await side.client.request(path, { headers: { accept: DICOM_JSON } });
-  const what = `${side.label} QIDO ${path}`;
-  // An empty result may come as 204 (PS3.18 §8.3.3.1.1 allows both).
-  const results = r.status === 204 ? [] : (expectStatus(r, 200, what), parseJson(r, what));
-  check(Array.isArray(results), `${what}: not an array`);
-  check(results.length === expected, `${what}: ${results.length} results, expected ${expected}`);
-  return r.ms;
-}
-
 /** The whole big series as multipart/related application/dicom, as stored; counts the parts as they stream. */
 async function retrieveSeries(side: Side, series: BigSeries): Promise<{ ms: number; bytes: number }> {
   let counter: DelimiterCounter | undefined;
@@ -296,53 +253,19 @@ async function htj2kFrame(side: Side, series: BigSeries, index: number, compare:
   return { ms: r.ms, bytes: bytes.length };
 }
 
-/**
- * Runs `fn(0)`, `fn(1)`, … with `concurrency` calls in flight until `total` calls were started, or
- * (with a budget) at least `min` and `budgetMs` has passed; the calls made and the wall time in ms.
- */
-async function inFlight(
-  concurrency: number,
-  total: number,
-  fn: (i: number) => Promise<unknown>,
-  budget?: { min: number; ms: number },
-): Promise<{ calls: number; ms: number }> {
-  let next = 0;
-  const started = performance.now();
-  const more = () => next < total && !(budget && next >= budget.min && performance.now() - started > budget.ms);
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (more()) await fn(next++);
-    }),
+/** Runs a phase and logs its wall time (the quick run has a budget). */
+async function timed<T>(context: SuiteContext, fn: () => Promise<T>): Promise<T> {
+  const t = performance.now();
+  const out = await fn();
+  context.log(
+    `(phase ${
+      fn
+        .toString()
+        .replace(/^\(\) => /, "")
+        .split("(")[0]
+    }: ${fmt((performance.now() - t) / 1000)} s)`,
   );
-  return { calls: next, ms: performance.now() - started };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measuring
-
-/** Server CPU seconds spent between `start` and `stop`, per side. */
-class CpuMeter {
-  private readonly start: number[];
-  constructor(private readonly sides: Side[]) {
-    this.start = sides.map((s) => cpuSeconds(s.server.pid));
-  }
-  /** E.g. "server CPU: Voxelgate 1.23 s, Orthanc 4.56 s". */
-  note(): string {
-    return `server CPU ${this.sides.map((s, i) => `${s.label} ${fmt(cpuSeconds(s.server.pid) - (this.start[i] as number), 2)} s`).join(", ")}`;
-  }
-}
-
-interface RowInput {
-  name: string;
-  unit: string;
-  ours: number;
-  peer?: number;
-  /** Throughput (higher is better): ratio ours ÷ peer; otherwise a time: peer ÷ ours. */
-  higherIsBetter: boolean;
-  /** No ratio (a count, not a speed). */
-  noRatio?: boolean;
-  goals?: Goal[];
-  note?: string;
+  return out;
 }
 
 export const archiveSuite: Suite = {
@@ -388,48 +311,44 @@ export const archiveSuite: Suite = {
         ? { label: "Orthanc", server: orthancServer, client: new Client(orthancServer.dicomweb) }
         : undefined;
       if (peer) sides.push(peer);
-      const peerName = peer?.server.name;
-      context.log(
-        `started ${sides.map((s) => `${s.server.name} (pid ${s.server.pid})`).join(", ")} in ${fmt((performance.now() - t0) / 1000)} s`,
-      );
+      context.log(`started ${servers.map((s) => `${s.name} (pid ${s.pid})`).join(", ")} in ${fmt((performance.now() - t0) / 1000)} s`);
       const suiteCpu = new CpuMeter(sides);
 
       const rows: BenchRow[] = [];
-      const addRow = (r: RowInput): void => {
-        const ratio =
-          r.noRatio || r.peer === undefined || r.peer <= 0 || r.ours <= 0
-            ? undefined
-            : r.higherIsBetter
-              ? r.ours / r.peer
-              : r.peer / r.ours;
-        const row: BenchRow = { name: r.name, ours: r.ours, unit: r.unit };
-        if (r.peer !== undefined) {
-          row.peer = r.peer;
-          row.peerName = peerName;
-        }
-        if (ratio !== undefined) row.ratio = round(ratio, 2);
-        if (r.goals?.length) row.goals = r.goals;
-        if (r.note) row.note = r.note;
-        rows.push(row);
-        context.log(
-          `${r.name}: ours ${fmt(r.ours, 2)} ${r.unit}${r.peer !== undefined ? `, ${peer?.label} ${fmt(r.peer, 2)} ${r.unit}` : ""}${ratio !== undefined ? `, ${fmt(ratio, 2)}×` : ""}`,
-        );
-      };
-      /** A goal relative to the peer: only when there is a peer to compare with. */
-      const ratioGoal = (text: string, ratio: number | undefined, min: number): Goal[] =>
-        ratio === undefined ? [] : [{ text, met: ratio >= min }];
+      const addRow = rowAdder(rows, peer, context.log);
+      const phase: Phase = { quick, ours, peer, sides, addRow, log: context.log };
 
+      let last = performance.now();
+      /** Logs the wall time of the phase that just ended (the quick run has a budget). */
+      const mark = (name: string) => {
+        context.log(`(${name}: ${fmt((performance.now() - last) / 1000)} s)`);
+        last = performance.now();
+      };
       // ---- 1. STOW-RS
+      // The full matrix (batch 1 and 50 × concurrency 1 and 4) in the full run, two corners in the quick one.
+      // Every mode stores a series of its own (other UIDs, the same pixels): nothing is stored twice.
       const stowModes = [
         { label: "batch 50 × concurrency 1", series: big, batch: 50, concurrency: 1 },
         { label: "batch 1 × concurrency 4", series: second, batch: 1, concurrency: 4 },
+        ...(quick
+          ? []
+          : [
+              { label: "batch 50 × concurrency 4", series: makeBigSeries(count, 2, big.pixels), batch: 50, concurrency: 4 },
+              { label: "batch 1 × concurrency 1", series: makeBigSeries(count, 3, big.pixels), batch: 1, concurrency: 1 },
+            ]),
       ];
       const cold = new Map<Side, MetadataAnswer>();
       for (const mode of stowModes) {
-        const cpu = new CpuMeter(sides);
         const ms = new Map<Side, number>();
+        const cpuSeconds = new Map<Side, number>();
+        const rss = new Map<Side, number>();
         for (const side of sides) {
+          // One side at a time: its CPU and peak RSS are its own.
+          const cpu = new CpuMeter([side]);
+          const memory = new RssMeter([side]);
           ms.set(side, await stowPass(side, mode.series.instances, mode.batch, mode.concurrency));
+          cpuSeconds.set(side, cpu.seconds()[0] as number);
+          rss.set(side, memory.peaks()[0] as number);
           // Cold metadata: the first request, right after the STOW of the last instance (before Voxelgate's 1 s pre-warm).
           if (mode.series === big) cold.set(side, await seriesMetadata(side, big));
         }
@@ -444,7 +363,7 @@ export const archiveSuite: Suite = {
           peer: peerRate === undefined ? undefined : round(peerRate, 1),
           higherIsBetter: true,
           goals: ratioGoal(`≥ ${STOW_GOAL}× Orthanc`, peerRate ? oursRate / peerRate : undefined, STOW_GOAL),
-          note: `${sides.map((s) => `${s.label} ${fmt((ms.get(s) as number) / 1000, 2)} s`).join(", ")}; ${cpu.note()}`,
+          note: sides.map((s) => `${s.label} ${fmt((ms.get(s) as number) / 1000, 2)} s`).join(", "),
         });
         addRow({
           name: `STOW ${mode.label}, throughput`,
@@ -453,10 +372,27 @@ export const archiveSuite: Suite = {
           peer: peer ? round(mbPerSecond(peer) as number, 1) : undefined,
           higherIsBetter: true,
         });
+        addRow({
+          name: `STOW ${mode.label}, server CPU`,
+          unit: "s",
+          ours: round(cpuSeconds.get(ours) as number),
+          peer: peer ? round(cpuSeconds.get(peer) as number) : undefined,
+          higherIsBetter: false,
+          note: "user + system CPU seconds of the server process (/proc/<pid>/stat) for the whole pass",
+        });
+        addRow({
+          name: `STOW ${mode.label}, server peak RSS`,
+          unit: "MB",
+          ours: round(rss.get(ours) as number, 0),
+          peer: peer ? round(rss.get(peer) as number, 0) : undefined,
+          higherIsBetter: false,
+          note: "VmHWM of the server process, reset before the pass (/proc/<pid>/clear_refs)",
+        });
       }
       // The small studies, untimed (QIDO needs them).
       for (const side of sides) await stow(side, smallFiles);
 
+      mark("STOW");
       // ---- 2. Series metadata
       {
         const cpu = new CpuMeter(sides);
@@ -517,6 +453,7 @@ export const archiveSuite: Suite = {
         });
       }
 
+      mark("series metadata");
       // ---- 3. Single frames (OHIF's request)
       {
         const cpu = new CpuMeter(sides);
@@ -545,31 +482,10 @@ export const archiveSuite: Suite = {
           peer: peer ? round(p(peer, 0.95) as number) : undefined,
           higherIsBetter: false,
         });
-        const total = quick ? 400 : 2000;
-        const concurrency = 8;
-        const rates = new Map<Side, number>();
-        const cpuThroughput = new CpuMeter(sides);
-        for (const side of sides) {
-          const order = Array.from({ length: total }, () => Math.floor(random() * count));
-          let next = 0;
-          const t = performance.now();
-          await Promise.all(
-            Array.from({ length: concurrency }, async () => {
-              while (next < order.length) await frame(side, big, order[next++] as number, false);
-            }),
-          );
-          rates.set(side, total / ((performance.now() - t) / 1000));
-        }
-        addRow({
-          name: `Frames/s at concurrency ${concurrency}`,
-          unit: "frames/s",
-          ours: round(rates.get(ours) as number, 0),
-          peer: peer ? round(rates.get(peer) as number, 0) : undefined,
-          higherIsBetter: true,
-          note: `${total} requests per server; ${cpuThroughput.note()}`,
-        });
+        // Throughput at concurrency 1/8/32, uncompressed and as stored, against a static-file ceiling: framesPhase.
       }
 
+      mark("frame latency");
       // ---- 4. QIDO-RS
       {
         const cpu = new CpuMeter(sides);
@@ -580,7 +496,7 @@ export const archiveSuite: Suite = {
           ["PatientName wildcard", "/studies?PatientName=M*ller*", 2],
           ["PatientName exact", "/studies?PatientName=Smith^John", 1],
           ["StudyDate range", "/studies?StudyDate=20200101-20211231", 3],
-          ["all studies, includefield=all", "/studies?includefield=all", small.length + 2],
+          ["all studies, includefield=all", "/studies?includefield=all", small.length + stowModes.length],
           ["series of a study", `/studies/${first.studyUid}/series`, first.series.length],
           [`instances of the ${count}-inst. series`, `/studies/${big.studyUid}/series/${big.seriesUid}/instances`, count],
           [
@@ -646,6 +562,7 @@ export const archiveSuite: Suite = {
         notes.push(`QIDO phase ${cpu.note()}`);
       }
 
+      mark("QIDO");
       // ---- 5. Whole-series retrieve
       {
         const cpu = new CpuMeter(sides);
@@ -667,6 +584,7 @@ export const archiveSuite: Suite = {
         });
       }
 
+      mark("series retrieve");
       // ---- 6. Rendered JPEG (the second series: its pixels were never rendered by either server)
       {
         const cold = quick ? 50 : 200;
@@ -743,6 +661,7 @@ export const archiveSuite: Suite = {
         });
       }
 
+      mark("rendered");
       // ---- 7. Frame transcoded to HTJ2K lossless (ours only; the big series, never asked as HTJ2K)
       {
         const cold = quick ? 50 : 200;
@@ -782,9 +701,51 @@ export const archiveSuite: Suite = {
         });
       }
 
+      mark("HTJ2K");
+      // ---- 8. The rest of the corpus, then the later phases (bench/archive-phases.ts)
+      t0 = performance.now();
+      const mixed = makeMixedStudies(quick ? 12 : 60);
+      const compressed = await makeCompressedStudy(quick ? 50 : 100, 500);
+      const more = [...mixed.flatMap((s) => s.instances), ...compressed.all];
+      context.log(
+        `corpus: ${mixed.length} mixed studies (CT, MR, RGB US), a compressed study of ${compressed.all.length} instances (JPEG-LS series, 5 syntaxes, ${compressed.multiFrame.frames.length}-frame enhanced MR) in ${fmt((performance.now() - t0) / 1000)} s`,
+      );
+      for (const side of sides) await stowPass(side, more, 50, 2);
+      await timed(context, () => timeToFirstImagePhase(phase, mixed.slice(0, quick ? 6 : 30)));
+      await timed(context, () => syntaxesPhase(phase, compressed));
+      await timed(context, () => multiFramePhase(phase, compressed));
+      await timed(context, () => framesPhase(phase, big, compressed));
+      await timed(context, () => studyRetrievePhase(phase, compressed));
+      const catalog: CatalogStudy[] = [
+        ...stowModes.map((mode, v) => ({
+          studyUid: mode.series.studyUid,
+          patientName: mode.series.patientName,
+          patientId: `PID-BIG-${v}`,
+          studyDate: mode.series.studyDate,
+          accession: `ACC-BIG-${v}`,
+          modalities: ["CT"],
+          instances: count,
+        })),
+        ...small.map((s) => ({ ...s, accession: "", modalities: [s.modality], instances: 4 })),
+        ...mixed.map((s) => ({ ...s, modalities: [s.modality], instances: s.instances.length })),
+        {
+          ...compressed,
+          studyDate: "20240601",
+          accession: "ACC-CODEC-1",
+          modalities: ["CT", "US", "MR"],
+          instances: compressed.all.length,
+        },
+        ...(await timed(context, () => metadataPhase(phase))),
+      ];
+      const stored = catalog.reduce((n, s) => n + s.instances, 0);
+      catalog.push(...(await fillArchive(phase, stored, quick ? 2500 : 10_000, 0)));
+      await timed(context, () => qidoMixPhase(phase, catalog));
+      const bigStowMb = context.options.bigStowMb ?? (quick ? 0 : 2048);
+      if (bigStowMb > 0) await timed(context, () => bigStowPhase(phase, bigStowMb, big.pixels));
+
       // ---- Whole suite: server CPU and memory
-      const rss = sides.map((s) => `${s.label} ${fmt(peakRssMb(s.server.pid), 0)} MB`).join(", ");
-      const totalCpu = sides.map((s) => cpuSeconds(s.server.pid));
+      const rss = servers.map((s) => `${s.name} ${fmt(peakRssMb(s.pid), 0)} MB`).join(", ");
+      const totalCpu = servers.map((s) => cpuSeconds(s.pid));
       addRow({
         name: "Server CPU, whole suite",
         unit: "s",

@@ -319,3 +319,13 @@ export function makeSmallStudies(): SmallStudy[] {
     return { studyUid, patientName: p.name, patientId, studyDate: p.date, modality: p.modality, series };
   });
 }
+
+/**
+ * Instance `index` of a big series of `variant` whose pixels are `pixels[index % pixels.length]`
+ * (shared, not copied): for a STOW body of gigabytes generated as it is sent.
+ */
+export function bigInstanceChunks(variant: number, index: number, pixels: Buffer[]): { sopUid: string; chunks: Buffer[] } {
+  const ids = bigSeriesIds(variant);
+  const slice = pixels[index % pixels.length] as Buffer;
+  return { sopUid: `${ids.seriesUid}.${index + 1}`, chunks: part10Chunks(bigHeader(ids, variant, index), slice) };
+}

@@ -1,14 +1,20 @@
 /**
  * `npm run bench`: runs the benchmark suites, prints a table, optionally writes the rows as JSON.
  *
- *   node dist/bench/main.js [--quick] [--json FILE] [--only NAME] [--series-size N] [--no-peer]
+ *   node dist/bench/main.js [--quick] [--json FILE] [--doc FILE] [--only NAME] [--series-size N] [--no-peer]
+ *   node dist/bench/main.js --base URL [--header 'Name: value']... [--allow-stow] [--quick] [--json FILE]
+ *
+ * --base measures the read-only transactions (QIDO, metadata, frames, rendered, time to first
+ * image) of any DICOMweb server on what it already holds (bench/remote.ts); no STOW unless
+ * --allow-stow. --doc writes docs/benchmarks.md from the run (bench/doc.ts; also
+ * `npm run bench:doc -- results.json`).
  *
  * A suite is a function of a context (the timer and the iteration budget) that returns rows. The
  * harness stays generic: suites for STOW-RS, QIDO-RS, frames vs Orthanc plug in through SUITES.
  * A suite verifies what it measures and throws on a wrong answer, which fails the whole run.
  */
-import { writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg, release, totalmem, type } from "node:os";
 import { performance } from "node:perf_hooks";
 import { archiveSuite } from "./archive.js";
 import { codecsSuite } from "./codecs.js";
@@ -16,6 +22,8 @@ import { dicomCoreSuite } from "./dicom-core.js";
 import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
 import { viewerSuite } from "./viewer.js";
+import { remoteSuite } from "./remote.js";
+import { writeDoc } from "./doc.js";
 
 /** A goal from the issue, checked against the measured figures. */
 export interface Goal {
@@ -31,12 +39,16 @@ export interface BenchRow {
   peer?: number;
   /** Unit of `ours` and `peer`, e.g. "µs/op". */
   unit: string;
-  /** Speed-up factor: peer time ÷ our time (> 1: we are faster). */
+  /** Speed-up factor: peer time ÷ our time, or our rate ÷ the peer's (> 1: we are faster). */
   ratio?: number;
+  /** True for rates (images/s, MB/s), false for times and costs; absent when not said. */
+  higherIsBetter?: boolean;
   /** Who the peer is, e.g. "dcmjs 0.52.2". */
   peerName?: string;
   goals?: Goal[];
   note?: string;
+  /** The suite that measured it (set by the harness). */
+  suite?: string;
 }
 
 export interface TimeOptions {
@@ -62,6 +74,14 @@ export interface SuiteOptions {
   seriesSize?: number;
   /** False (--no-peer): leave out peer servers such as Orthanc even when installed. */
   peer: boolean;
+  /** --base: the DICOMweb root of a server to measure instead of the built-in suites. */
+  base?: string;
+  /** --header 'Name: value' (repeatable): sent with every request to --base (e.g. Authorization). */
+  headers: Record<string, string>;
+  /** --allow-stow: the --base run may store a small generated series first. */
+  allowStow: boolean;
+  /** --big-stow-mb N: size of the single big STOW request (default 2,048 in the full run, 0 = none; none in the quick run). */
+  bigStowMb?: number;
 }
 
 export interface SuiteContext {
@@ -83,7 +103,16 @@ export interface Suite {
   run(context: SuiteContext): BenchRow[] | Promise<BenchRow[]>;
 }
 
-const SUITES: Suite[] = [dicomCoreSuite, qidoScaleSuite, renderSuite, archiveSuite, codecsSuite, viewerSuite];
+// One suite a line (helpers add theirs here).
+// prettier-ignore
+const SUITES: Suite[] = [
+  dicomCoreSuite,
+  qidoScaleSuite,
+  renderSuite,
+  archiveSuite,
+  codecsSuite,
+  viewerSuite,
+];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */
 let sink: unknown;
@@ -144,15 +173,18 @@ function makeTimers(quick: boolean): Pick<SuiteContext, "time" | "timePair"> {
 interface Args {
   quick: boolean;
   json?: string;
+  doc?: string;
   /** Run only the suites whose name contains one of these (case-insensitive). */
   only: string[];
   options: SuiteOptions;
 }
 
-const USAGE = "usage: node dist/bench/main.js [--quick] [--json FILE] [--only NAME]... [--series-size N] [--no-peer]\n";
+const USAGE =
+  "usage: node dist/bench/main.js [--quick] [--json FILE] [--doc FILE] [--only NAME]... [--series-size N] [--big-stow-mb N] [--no-peer]\n" +
+  "       node dist/bench/main.js --base URL [--header 'Name: value']... [--allow-stow] [--quick] [--json FILE]\n";
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: [], options: { peer: true } };
+  const args: Args = { quick: false, only: [], options: { peer: true, headers: {}, allowStow: false } };
   const value = (i: number, name: string): string => {
     const v = argv[i];
     if (v === undefined || v.startsWith("--")) throw new Error(`${name} needs a value`);
@@ -163,6 +195,22 @@ function parseArgs(argv: string[]): Args {
     if (a === "--quick") args.quick = true;
     else if (a === "--only") args.only.push(value(++i, a).toLowerCase());
     else if (a === "--no-peer") args.options.peer = false;
+    else if (a === "--allow-stow") args.options.allowStow = true;
+    else if (a === "--big-stow-mb") {
+      const n = Number(value(++i, a));
+      if (!Number.isInteger(n) || n < 0) throw new Error("--big-stow-mb must be a whole number of MB (0: leave the big STOW out)");
+      args.options.bigStowMb = n;
+    } else if (a === "--base") {
+      const base = value(++i, a).replace(/\/+$/, "");
+      if (!/^https?:\/\//.test(base))
+        throw new Error(`--base must be an http(s) URL of a DICOMweb root, e.g. http://host:8042/dicomweb (got ${base})`);
+      args.options.base = base;
+    } else if (a === "--header") {
+      const header = value(++i, a);
+      const colon = header.indexOf(":");
+      if (colon <= 0) throw new Error(`--header must look like 'Name: value' (got ${header})`);
+      args.options.headers[header.slice(0, colon).trim().toLowerCase()] = header.slice(colon + 1).trim();
+    } else if (a === "--doc") args.doc = value(++i, a);
     else if (a === "--series-size") {
       const n = Number(value(++i, a));
       if (!Number.isInteger(n) || n < 50 || n % 50 !== 0) throw new Error("--series-size must be a multiple of 50");
@@ -218,15 +266,58 @@ function table(rows: BenchRow[]): string {
   return [fmt(header), rule, ...lines.map(fmt), ...(notes.length ? ["", "notes:", ...notes] : [])].join("\n");
 }
 
-function machine(): Record<string, unknown> {
+/** What --json writes (and bench/doc.ts reads). */
+export interface BenchResults {
+  date: string;
+  quick: boolean;
+  /** The command as typed, e.g. "npm run bench -- --quick". */
+  command: string;
+  /** Wall time of the whole run, seconds. */
+  seconds: number;
+  machine: Machine;
+  /** Peer servers and libraries, as they named themselves (e.g. "Orthanc 1.10.1 + DICOMweb 1.7"). */
+  peers: string[];
+  /** --base URL, when the run measured a remote server. */
+  base?: string;
+  rows: BenchRow[];
+}
+
+export interface Machine {
+  node: string;
+  platform: string;
+  os: string;
+  cpu: string;
+  cpus: number;
+  memoryGb: number;
+  loadAverage: number[];
+}
+
+function machine(): Machine {
   const cpu = cpus()[0];
+  let os = `${type()} ${release()}`;
+  try {
+    const pretty = /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1];
+    if (pretty) os = `${pretty} (${type()} ${release()})`;
+  } catch {
+    // not Linux: the kernel's name will do
+  }
   return {
     node: process.version,
     platform: `${process.platform} ${process.arch}`,
+    os,
     cpu: cpu?.model ?? "unknown",
     cpus: availableParallelism(),
+    memoryGb: Math.round(totalmem() / 2 ** 30),
     loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
   };
+}
+
+/** The command line as a user would type it again. */
+function commandLine(): string {
+  const args = process.argv.slice(2).map((a) => (/^[\w./:=@-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`));
+  // Authorization and other header values are not written to files.
+  const shown = args.map((a, i) => (args[i - 1] === "--header" ? `'${a.replace(/^'|'$/g, "").split(":")[0]}: …'` : a));
+  return `npm run bench${shown.length ? ` -- ${shown.join(" ")}` : ""}`;
 }
 
 async function main(): Promise<void> {
@@ -242,21 +333,36 @@ async function main(): Promise<void> {
   const context: SuiteContext = { quick: args.quick, options: args.options, ...makeTimers(args.quick), log };
   const rows: BenchRow[] = [];
   const started = performance.now();
-  const suites = args.only.length ? SUITES.filter((s) => args.only.some((o) => s.name.toLowerCase().includes(o))) : SUITES;
+  // --base: only the read-only suite against that server.
+  const candidates = args.options.base ? [remoteSuite] : SUITES;
+  const suites = args.only.length ? candidates.filter((s) => args.only.some((o) => s.name.toLowerCase().includes(o))) : candidates;
   if (suites.length === 0)
     throw new Error(`no suite matches --only ${args.only.join(", ")}; suites: ${SUITES.map((s) => s.name).join(", ")}`);
   for (const suite of suites) {
     process.stdout.write(`\n[${suite.name}]\n`);
     const t0 = performance.now();
-    rows.push(...(await suite.run(context)));
+    rows.push(...(await suite.run(context)).map((r) => ({ ...r, suite: suite.name })));
     log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   void sink;
   process.stdout.write(`\n${table(rows)}\n\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  const results: BenchResults = {
+    date: new Date().toISOString(),
+    quick: args.quick,
+    command: commandLine(),
+    seconds: Math.round((performance.now() - started) / 1000),
+    machine: facts,
+    peers: [...new Set(rows.flatMap((r) => (r.peerName ? [r.peerName] : [])))],
+    ...(args.options.base ? { base: args.options.base } : {}),
+    rows,
+  };
   if (args.json) {
-    const out = { date: new Date().toISOString(), quick: args.quick, machine: facts, rows };
-    writeFileSync(args.json, `${JSON.stringify(out, null, 2)}\n`);
+    writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(`wrote ${args.json}\n`);
+  }
+  if (args.doc) {
+    writeDoc(results, args.doc);
+    process.stdout.write(`wrote ${args.doc}\n`);
   }
 }
 

@@ -8,7 +8,7 @@
  * reads the server's CPU time and peak RSS from /proc/<pid> and stops it by that PID.
  */
 import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 
 // $1 = a folder to remove once the server has exited ("" for none), $2 = the file to write the
 // server's PID to, $3 = command, the rest = its arguments. fd 3 = the pipe from the bench. The
@@ -130,4 +130,18 @@ export function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "latin1");
   const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * Resets the peak RSS (VmHWM) of a process so that the next `peakRssMb` is the peak of what
+ * follows (Linux: "5" to /proc/<pid>/clear_refs; needs to own the process, which the bench does).
+ * False when the kernel refused (then the peak is since the process started).
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }

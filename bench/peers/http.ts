@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Agent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { performance } from "node:perf_hooks";
 import { gunzipSync } from "node:zlib";
 
@@ -33,24 +34,30 @@ export interface RequestOptions {
 
 export class Client {
   readonly agent: Agent;
+  private readonly send: typeof httpRequest;
 
   constructor(
     /** Base URL that relative paths are resolved against, e.g. http://127.0.0.1:1234/dicomweb */
     readonly root: string,
     maxSockets = 16,
+    /** Sent with every request (e.g. Authorization for --base); a request's own headers win. */
+    private readonly defaultHeaders: Record<string, string> = {},
   ) {
-    this.agent = new Agent({ keepAlive: true, maxSockets, keepAliveMsecs: 10_000 });
+    const https = root.startsWith("https:");
+    const options = { keepAlive: true, maxSockets, keepAliveMsecs: 10_000 };
+    this.agent = https ? new HttpsAgent(options) : new Agent(options);
+    this.send = https ? httpsRequest : httpRequest;
   }
 
   request(path: string, options: RequestOptions = {}): Promise<Response> {
     const url = new URL(this.root + path);
     const body = options.body ?? [];
     const length = body.reduce((n, b) => n + b.length, 0);
-    const headers: Record<string, string> = { ...options.headers };
+    const headers: Record<string, string> = { ...this.defaultHeaders, ...options.headers };
     if (options.body) headers["content-length"] = String(length);
     return new Promise<Response>((resolve, reject) => {
       const started = performance.now();
-      const req = httpRequest(
+      const req = this.send(
         url,
         { method: options.method ?? "GET", agent: this.agent, headers, timeout: options.timeoutMs ?? 300_000 },
         (res) => {
