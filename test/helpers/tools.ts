@@ -98,3 +98,6 @@ export function run(command: string, args: string[], input?: Buffer | string): B
   }
   return r.stdout;
 }
+
+/** A browser test that hangs (a wedged Chromium on a loaded machine) fails after this instead of stalling CI. */
+export const BROWSER_TEST_TIMEOUT_MS = 240_000;

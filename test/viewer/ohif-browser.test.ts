@@ -25,7 +25,7 @@ import { makeCompressedStudy, makeViewerStudies, type ViewerStudy } from "../../
 import { buildViewerApp } from "../../src/viewer/hosted-viewer.js";
 import { findOhifBuild } from "../../src/viewer/ohif-dist.js";
 import { type Cleanup, httpRequest, type InProcessServer, multipartBody, startInProcess } from "../helpers/archive-harness.js";
-import { requireTools, TOOLS } from "../helpers/tools.js";
+import { BROWSER_TEST_TIMEOUT_MS, requireTools, TOOLS } from "../helpers/tools.js";
 
 const ARTIFACTS = join("test-artifacts", "viewer");
 const EXPLICIT_LE = "1.2.840.10008.1.2.1";
@@ -109,7 +109,7 @@ async function openStudy(page: Page, viewerUrl: string, study: ViewerStudy, shot
   return sample;
 }
 
-test("the study list shows every stored study with its description", async (t) => {
+test("the study list shows every stored study with its description", { timeout: BROWSER_TEST_TIMEOUT_MS }, async (t) => {
   if (!ready(t)) return;
   const { page, watch, close } = await openPage([server.url, server.viewerUrl]);
   try {
@@ -130,7 +130,7 @@ test("the study list shows every stored study with its description", async (t) =
 });
 
 for (const key of ["ct", "mr", "xa-multiframe", "us-rgb"]) {
-  test(`opening the ${key} study draws its pixels`, async (t) => {
+  test(`opening the ${key} study draws its pixels`, { timeout: BROWSER_TEST_TIMEOUT_MS }, async (t) => {
     if (!ready(t)) return;
     const study = studies.find((s) => s.key === key);
     assert.ok(study);
@@ -149,95 +149,111 @@ for (const key of ["ct", "mr", "xa-multiframe", "us-rgb"]) {
   });
 }
 
-test("a JPEG-LS study is drawn from its stored frames (decoded by OHIF) exactly like the original", async (t) => {
-  if (!ready(t)) return;
-  const { page, watch, close } = await openPage([server.url, server.viewerUrl]);
-  try {
-    const sample = await openStudy(page, server.viewerUrl, compressed, "ct-jpegls-as-stored");
-    assert.ok(watch.frames.length > 0);
-    for (const f of watch.frames)
-      assert.match(f.partHeaders, new RegExp(`image/jls|transfer-syntax=${JPEG_LS_LOSSLESS}`), `frame ${f.url} not as stored`);
-    if (ctSample) assert.deepEqual(sample, ctSample, "lossless JPEG-LS must look exactly like the uncompressed CT");
-    assertClean(watch, "JPEG-LS as stored");
-  } finally {
-    await close();
-  }
-});
-
-test("a JPEG-LS study is drawn from frames the server decoded (viewer.transferSyntax) exactly like the original", async (t) => {
-  if (!ready(t)) return;
-  const transcoding = await startWithViewer(t, { transferSyntax: EXPLICIT_LE });
-  await stow(transcoding.dicomweb, compressed);
-  const { page, watch, close } = await openPage([transcoding.url, transcoding.viewerUrl]);
-  try {
-    const sample = await openStudy(page, transcoding.viewerUrl, compressed, "ct-jpegls-server-decoded");
-    assert.ok(watch.frames.length > 0);
-    for (const f of watch.frames) {
-      assert.match(
-        f.partHeaders,
-        new RegExp(`application/octet-stream.*transfer-syntax=${EXPLICIT_LE.replaceAll(".", "\\.")}`, "s"),
-        f.url,
-      );
-    }
-    if (ctSample) assert.deepEqual(sample, ctSample, "decoded by the server, the pixels must be the original's");
-    assertClean(watch, "JPEG-LS decoded by the server");
-  } finally {
-    await close();
-    await transcoding.close();
-  }
-});
-
-test("an OHIF served from another origin reads Voxelgate through CORS with the /ohif-config snippet", async (t) => {
-  if (!ready(t)) return;
-  // Our own static server plays "somebody's OHIF": it is not Voxelgate's hosted viewer.
-  let windowConfig: object = {};
-  const external = await buildViewerApp({ build, windowConfig: () => windowConfig });
-  await external.listen({ host: "127.0.0.1", port: 0 });
-  const address = external.server.address();
-  const origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-  const api = await startInProcess(t, { viewer: { enabled: false }, corsOrigins: [origin] });
-  try {
-    await stow(api.dicomweb, studies[1] as ViewerStudy);
-    const res = await httpRequest(`${api.url}ohif-config?format=js`);
-    assert.equal(res.status, 200);
-    windowConfig = JSON.parse(/window\.config = ([\s\S]*);\s*$/.exec(res.text())?.[1] ?? "{}") as object;
-    const { page, watch, close } = await openPage([api.url, `${origin}/`]);
+test(
+  "a JPEG-LS study is drawn from its stored frames (decoded by OHIF) exactly like the original",
+  { timeout: BROWSER_TEST_TIMEOUT_MS },
+  async (t) => {
+    if (!ready(t)) return;
+    const { page, watch, close } = await openPage([server.url, server.viewerUrl]);
     try {
-      await page.goto(`${origin}/`);
-      const rows = await studyListRows(page, 2);
-      assert.ok(
-        rows.some((r) => r.includes("VIEWER MR BRAIN")),
-        JSON.stringify(rows),
-      );
-      const sample = await openStudy(page, `${origin}/`, studies[1] as ViewerStudy, "external-origin-mr");
-      assert.ok(sample.variance > 20);
-      assertClean(watch, "external origin");
+      const sample = await openStudy(page, server.viewerUrl, compressed, "ct-jpegls-as-stored");
+      assert.ok(watch.frames.length > 0);
+      for (const f of watch.frames)
+        assert.match(f.partHeaders, new RegExp(`image/jls|transfer-syntax=${JPEG_LS_LOSSLESS}`), `frame ${f.url} not as stored`);
+      if (ctSample) assert.deepEqual(sample, ctSample, "lossless JPEG-LS must look exactly like the uncompressed CT");
+      assertClean(watch, "JPEG-LS as stored");
     } finally {
       await close();
     }
-  } finally {
-    await external.close();
-    await api.close();
-  }
-});
+  },
+);
 
-test("a share token in the launch URL reaches every DICOMweb request as a Bearer header (gateway seam)", async (t) => {
-  if (!ready(t)) return;
-  const { page, watch, close } = await openPage([server.url, server.viewerUrl]);
-  try {
-    await openStudy(page, server.viewerUrl, studies[0] as ViewerStudy, "share-token", "&token=share-abc.123");
-    const api = watch.requests.filter((r) => r.url.startsWith(`${server.dicomweb}/`));
-    assert.ok(api.length > 0);
-    const withToken = api.filter((r) => r.headers.authorization === "Bearer share-abc.123");
-    // OHIF's first QIDO calls may leave before it reads the token; metadata and frames carry it.
-    assert.ok(
-      api.filter((r) => /\/(metadata|frames\/)/.test(r.url)).every((r) => r.headers.authorization === "Bearer share-abc.123"),
-      `metadata/frames without the token: ${JSON.stringify(api.filter((r) => !r.headers.authorization).map((r) => r.url))}`,
-    );
-    assert.ok(withToken.length > 0);
-    assert.doesNotMatch(page.url(), /token=/, "OHIF removes the token from the address bar");
-    assertClean(watch, "share token");
-  } finally {
-    await close();
-  }
-});
+test(
+  "a JPEG-LS study is drawn from frames the server decoded (viewer.transferSyntax) exactly like the original",
+  { timeout: BROWSER_TEST_TIMEOUT_MS },
+  async (t) => {
+    if (!ready(t)) return;
+    const transcoding = await startWithViewer(t, { transferSyntax: EXPLICIT_LE });
+    await stow(transcoding.dicomweb, compressed);
+    const { page, watch, close } = await openPage([transcoding.url, transcoding.viewerUrl]);
+    try {
+      const sample = await openStudy(page, transcoding.viewerUrl, compressed, "ct-jpegls-server-decoded");
+      assert.ok(watch.frames.length > 0);
+      for (const f of watch.frames) {
+        assert.match(
+          f.partHeaders,
+          new RegExp(`application/octet-stream.*transfer-syntax=${EXPLICIT_LE.replaceAll(".", "\\.")}`, "s"),
+          f.url,
+        );
+      }
+      if (ctSample) assert.deepEqual(sample, ctSample, "decoded by the server, the pixels must be the original's");
+      assertClean(watch, "JPEG-LS decoded by the server");
+    } finally {
+      await close();
+      await transcoding.close();
+    }
+  },
+);
+
+test(
+  "an OHIF served from another origin reads Voxelgate through CORS with the /ohif-config snippet",
+  { timeout: BROWSER_TEST_TIMEOUT_MS },
+  async (t) => {
+    if (!ready(t)) return;
+    // Our own static server plays "somebody's OHIF": it is not Voxelgate's hosted viewer.
+    let windowConfig: object = {};
+    const external = await buildViewerApp({ build, windowConfig: () => windowConfig });
+    await external.listen({ host: "127.0.0.1", port: 0 });
+    const address = external.server.address();
+    const origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    const api = await startInProcess(t, { viewer: { enabled: false }, corsOrigins: [origin] });
+    try {
+      await stow(api.dicomweb, studies[1] as ViewerStudy);
+      const res = await httpRequest(`${api.url}ohif-config?format=js`);
+      assert.equal(res.status, 200);
+      windowConfig = JSON.parse(/window\.config = ([\s\S]*);\s*$/.exec(res.text())?.[1] ?? "{}") as object;
+      const { page, watch, close } = await openPage([api.url, `${origin}/`]);
+      try {
+        await page.goto(`${origin}/`);
+        const rows = await studyListRows(page, 2);
+        assert.ok(
+          rows.some((r) => r.includes("VIEWER MR BRAIN")),
+          JSON.stringify(rows),
+        );
+        const sample = await openStudy(page, `${origin}/`, studies[1] as ViewerStudy, "external-origin-mr");
+        assert.ok(sample.variance > 20);
+        assertClean(watch, "external origin");
+      } finally {
+        await close();
+      }
+    } finally {
+      await external.close();
+      await api.close();
+    }
+  },
+);
+
+test(
+  "a share token in the launch URL reaches every DICOMweb request as a Bearer header (gateway seam)",
+  { timeout: BROWSER_TEST_TIMEOUT_MS },
+  async (t) => {
+    if (!ready(t)) return;
+    const { page, watch, close } = await openPage([server.url, server.viewerUrl]);
+    try {
+      await openStudy(page, server.viewerUrl, studies[0] as ViewerStudy, "share-token", "&token=share-abc.123");
+      const api = watch.requests.filter((r) => r.url.startsWith(`${server.dicomweb}/`));
+      assert.ok(api.length > 0);
+      const withToken = api.filter((r) => r.headers.authorization === "Bearer share-abc.123");
+      // OHIF's first QIDO calls may leave before it reads the token; metadata and frames carry it.
+      assert.ok(
+        api.filter((r) => /\/(metadata|frames\/)/.test(r.url)).every((r) => r.headers.authorization === "Bearer share-abc.123"),
+        `metadata/frames without the token: ${JSON.stringify(api.filter((r) => !r.headers.authorization).map((r) => r.url))}`,
+      );
+      assert.ok(withToken.length > 0);
+      assert.doesNotMatch(page.url(), /token=/, "OHIF removes the token from the address bar");
+      assertClean(watch, "share token");
+    } finally {
+      await close();
+    }
+  },
+);
