@@ -79,7 +79,8 @@ export function decorateRequestState(app: FastifyInstance): void {
 
 /** Records patient data a request touched; audit reads it when the response is done. */
 export function noteAccess(request: FastifyRequest, ...entities: AccessedEntity[]): void {
-  request.accessed.push(...entities);
+  // Route plugins also run in bare test apps without the decorations.
+  (request.accessed ??= []).push(...entities);
 }
 
 function decodeSegment(segment: string): string {

@@ -22,7 +22,7 @@ export function omittedEntities(request: FastifyRequest): number {
 }
 
 function noteCapped(request: FastifyRequest, entities: AccessedEntity[], cap: number): void {
-  const room = Math.max(0, cap - request.accessed.length);
+  const room = Math.max(0, cap - (request.accessed?.length ?? 0));
   noteAccess(request, ...entities.slice(0, room));
   if (entities.length > room) omitted.set(request, omittedEntities(request) + entities.length - room);
 }
