@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { parseRenderParams, parseThumbnailParams, RenderParamError, type RenderMediaType } from "../codec/render-params.js";
+import { parseRenderParams, parseThumbnailParams, RenderParamError } from "../codec/render-params.js";
 import type { CodecPool } from "../codec/index.js";
 import type { Config } from "../config.js";
 import type { DicomJsonDataset } from "../dicom/index.js";
@@ -20,6 +20,7 @@ import { filterSearchResults } from "../gateway/search-filter.js";
 import { type Upstream, UpstreamSet } from "../gateway/upstream/index.js";
 import { renderInstance } from "../gateway/upstream/local-render.js";
 import { normalizeDicomJson, normalizeUrl, withPublicBase } from "../gateway/upstream/rewrite.js";
+import { imageType } from "./rendered-routes.js";
 import { negotiate, parseAccept } from "./accept.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
 import { publicBaseResolver } from "./public-url.js";
@@ -41,7 +42,6 @@ interface Scope {
 }
 
 const DICOM_JSON = "application/dicom+json";
-const IMAGE_TYPES: RenderMediaType[] = ["image/jpeg", "image/png", "image/gif"];
 /** Request headers a DICOMweb upstream needs to answer the same question. */
 const FORWARDED_REQUEST_HEADERS = ["accept", "range", "if-range", "if-none-match", "if-modified-since", "content-type", "content-length"];
 /** Response headers passed back as they are. */
@@ -72,21 +72,6 @@ function noteTarget(request: FastifyRequest, prefix: string): void {
 function first(ds: DicomJsonDataset, tag: string): string | undefined {
   const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
   return typeof v === "string" ? v : undefined;
-}
-
-/** The image type asked for: a direct image/* range or the type of a multipart/related range. */
-function imageType(request: FastifyRequest): RenderMediaType {
-  const ranges = parseAccept(acceptOf(request)).map((r) => {
-    const inner = r.mediaType === "multipart/related" ? r.params.type?.toLowerCase() : undefined;
-    return inner ? { ...r, mediaType: inner, type: inner.split("/")[0] ?? "", subtype: inner.split("/")[1] ?? "", params: {} } : r;
-  });
-  const chosen = negotiate(
-    ranges,
-    IMAGE_TYPES.map((mediaType) => ({ mediaType })),
-  );
-  if (!chosen)
-    throw new DicomwebError(406, `rendered images are available as ${IMAGE_TYPES.join(", ")}; the Accept header allows none of them`);
-  return chosen.offer.mediaType as RenderMediaType;
 }
 
 const etagOf = (text: string): string => `"${createHash("sha1").update(text).digest("base64url")}"`;

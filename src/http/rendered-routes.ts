@@ -38,8 +38,8 @@ interface Params extends ScopeParams {
   frames?: string;
 }
 
-/** The image type asked for: a direct image/* range or the type of a multipart/related range. */
-function imageType(request: FastifyRequest): RenderMediaType {
+/** The image type asked for: a direct image/* range or the type of a multipart/related range (also used by proxy mode). */
+export function imageType(request: FastifyRequest): RenderMediaType {
   const ranges = parseAccept(request.headers.accept?.trim() ? request.headers.accept : "*/*").map((r) =>
     r.mediaType === "multipart/related" && r.params.type
       ? {

@@ -3,26 +3,18 @@
  * readiness (/readyz). The first upstream is the default one.
  */
 import { join } from "node:path";
-import type { CodecPool } from "../../codec/index.js";
 import type { CircuitStatus } from "./breaker.js";
 import type { Capabilities } from "./probe.js";
 import type { UpstreamSettings } from "./settings.js";
-import { Upstream } from "./upstream.js";
+import { Upstream, type UpstreamOptions } from "./upstream.js";
 
 export { Upstream } from "./upstream.js";
 export { UpstreamError } from "./client.js";
 export type { Capabilities } from "./probe.js";
 
-export interface UpstreamSetOptions {
+/** Each upstream's options; `cacheDir` holds one folder per upstream. */
+export interface UpstreamSetOptions extends Omit<UpstreamOptions, "settings"> {
   upstreams: readonly UpstreamSettings[];
-  pool: CodecPool;
-  cacheDir: string;
-  metadataCacheBytes: number;
-  nativeCacheBytes: number;
-  renderedCacheBytes: number;
-  env?: NodeJS.ProcessEnv;
-  onLookup?: (cache: string, hit: boolean) => void;
-  log?: (message: string) => void;
 }
 
 export interface UpstreamReport {
