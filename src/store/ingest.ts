@@ -213,7 +213,9 @@ export async function materialize(
     fileSize: staged.size,
     sha256: staged.sha256,
     metadata: json,
-    metadataChunk: deflateRawSync(text, { finishFlush: zlibConstants.Z_FULL_FLUSH, level: 3 }),
+    // Copied to its own size: zlib's output of a small input is a view of a 16 KiB buffer, and a
+    // STOW request holds every record until its commit.
+    metadataChunk: Buffer.from(deflateRawSync(text, { finishFlush: zlibConstants.Z_FULL_FLUSH, level: 3 })),
     metadataLength: text.length,
     metadataCrc32: crc32(text),
     frames,
