@@ -270,10 +270,14 @@ test("DICOM audit messages reach rsyslog over UDP and mutual TLS; while it is do
 
   // Receiver back: the retry drains the spool; every record arrives, in order.
   receiver = await startRsyslog(dir, conf, tlsPort);
-  const after = await waitFor("the spooled records over TLS", () => {
-    const all = received(dir);
-    return downIds.every((id) => forRequest(all, id, "imtcp").length > 0) ? all : undefined;
-  });
+  const after = await waitFor(
+    "the spooled records over TLS",
+    () => {
+      const all = received(dir);
+      return downIds.every((id) => forRequest(all, id, "imtcp").length > 0) ? all : undefined;
+    },
+    60_000,
+  ); // rsyslogd restarting and the sink's backoff take longer on a loaded CI machine
   const tcp = after.filter((m) => m.input === "imtcp");
   const positions = downIds.map((id) => tcp.findIndex((m) => m.raw.includes(`value="${b64(id)}"`)));
   assert.deepEqual(
