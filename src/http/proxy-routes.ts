@@ -10,7 +10,6 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { parseRenderParams, parseThumbnailParams, RenderParamError } from "../codec/render-params.js";
 import type { CodecPool } from "../codec/index.js";
 import type { Config } from "../config.js";
 import type { DicomJsonDataset } from "../dicom/index.js";
@@ -20,7 +19,7 @@ import { filterSearchResults } from "../gateway/search-filter.js";
 import { type Upstream, UpstreamSet } from "../gateway/upstream/index.js";
 import { renderInstance } from "../gateway/upstream/local-render.js";
 import { normalizeDicomJson, normalizeUrl, withPublicBase } from "../gateway/upstream/rewrite.js";
-import { imageType } from "./rendered-routes.js";
+import { imageType, renderParams } from "./rendered-routes.js";
 import { negotiate, parseAccept } from "./accept.js";
 import { createBoundary, multipartRelatedContentType, multipartRelatedStream, type ResponsePart } from "./multipart-response.js";
 import { publicBaseResolver } from "./public-url.js";
@@ -245,16 +244,6 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
   });
 
   // ---- Rendered and thumbnails ----
-  const renderParams = (request: FastifyRequest, thumbnail: boolean) => {
-    const q = request.url.indexOf("?");
-    const entries = [...new URLSearchParams(q >= 0 ? request.url.slice(q + 1) : "")];
-    try {
-      return thumbnail ? parseThumbnailParams(entries) : parseRenderParams(entries);
-    } catch (err) {
-      if (err instanceof RenderParamError) throw new DicomwebError(400, err.message);
-      throw err;
-    }
-  };
 
   /** The instance a study or series thumbnail shows: the middle one (by Instance Number) of the (first) series. */
   const thumbnailInstance = async (study: string, series: string | undefined): Promise<string> => {

@@ -60,7 +60,8 @@ export function imageType(request: FastifyRequest): RenderMediaType {
   return chosen.offer.mediaType as RenderMediaType;
 }
 
-function renderParams(request: FastifyRequest, thumbnail: boolean): RenderParams {
+/** The render (or thumbnail) parameters of the query string; a bad one is a 400 (also used by proxy mode). */
+export function renderParams(request: FastifyRequest, thumbnail: boolean): RenderParams {
   const q = request.url.indexOf("?");
   const entries = [...new URLSearchParams(q >= 0 ? request.url.slice(q + 1) : "")];
   try {
