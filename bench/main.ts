@@ -22,6 +22,7 @@ import { dicomCoreSuite } from "./dicom-core.js";
 import { renderSuite } from "./render.js";
 import { qidoScaleSuite } from "./qido-scale.js";
 import { viewerSuite } from "./viewer.js";
+import { gatewaySuite } from "./gateway.js";
 import { remoteSuite } from "./remote.js";
 import { writeDoc } from "./doc.js";
 
@@ -112,6 +113,7 @@ const SUITES: Suite[] = [
   archiveSuite,
   codecsSuite,
   viewerSuite,
+  gatewaySuite,
 ];
 
 /** Results are kept here so the optimiser cannot drop a call whose value is unused. */

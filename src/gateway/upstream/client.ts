@@ -4,8 +4,10 @@
  * idempotent requests, a circuit breaker, and failures turned into 502/504 errors that name the
  * upstream and say what happened.
  */
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { pipeline, type Readable, type Transform } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { DicomwebError } from "../../dicomweb/wado.js";
 import { CircuitBreaker, type CircuitStatus } from "./breaker.js";
 import { type Credentials, CredentialsError, describeFetchError, makeCredentials } from "./credentials.js";
@@ -50,30 +52,58 @@ export interface UpstreamResponse {
 const UNAVAILABLE = new Set([502, 503, 504]);
 const BACKOFF_MS = 100;
 
+/** True when the request asks for JSON (search, metadata): the only answers worth compressing. */
+function wantsJson(headers: Record<string, string>): boolean {
+  const accept = Object.entries(headers).find(([h]) => h.toLowerCase() === "accept")?.[1] ?? "";
+  return /json/i.test(accept);
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function wrap(response: Response): UpstreamResponse {
-  const body = response.body ? Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>) : null;
+/** The answer as an UpstreamResponse; a compressed body is inflated (and its length header dropped). */
+function wrap(response: IncomingMessage): UpstreamResponse {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  let body: Readable = response;
+  const inflate = DECODERS[(headers.get("content-encoding") ?? "").trim().toLowerCase()];
+  if (inflate) {
+    body = pipeline(response, inflate(), () => undefined);
+    headers.delete("content-encoding");
+    headers.delete("content-length");
+  }
   const bytes = async () => {
-    if (!body) return Buffer.alloc(0);
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   };
   return {
-    status: response.status,
-    headers: response.headers,
-    body,
+    status: response.statusCode ?? 0,
+    headers,
+    body: response.statusCode === 204 || response.statusCode === 304 ? (response.resume(), null) : body,
     bytes,
     text: async () => (await bytes()).toString("utf8"),
-    discard: () => body?.destroy(),
+    discard: () => {
+      body.destroy();
+      response.destroy();
+    },
   };
 }
+
+const DECODERS: Record<string, () => Transform> = {
+  gzip: () => createGunzip(),
+  "x-gzip": () => createGunzip(),
+  deflate: () => createInflate(),
+  br: () => createBrotliDecompress(),
+};
 
 export class UpstreamClient {
   readonly root: URL;
   readonly breaker: CircuitBreaker;
   private readonly credentials: Credentials;
+  private readonly agent: HttpAgent;
   /** How the upstream is named in error messages: `upstream "orthanc" (http://host/dicom-web)`. */
   readonly label: string;
 
@@ -84,6 +114,8 @@ export class UpstreamClient {
     this.root = new URL(settings.url.replace(/\/+$/, ""));
     this.credentials = makeCredentials(settings.credentials, this.root, settings.timeoutMs, env);
     this.breaker = new CircuitBreaker(settings.breakerFailures, settings.breakerResetMs);
+    const pool = { keepAlive: true, maxSockets: 64, keepAliveMsecs: 10_000 };
+    this.agent = this.root.protocol === "https:" ? new HttpsAgent(pool) : new HttpAgent(pool);
     this.label = `upstream "${settings.name}" (${this.root.origin}${this.root.pathname})`;
   }
 
@@ -110,7 +142,7 @@ export class UpstreamClient {
             `the gateway tries it again in ${Math.ceil(this.breaker.retryInMs() / 1000)} s`,
         );
       }
-      let response: Response;
+      let response: UpstreamResponse;
       try {
         response = await this.send(method, req);
       } catch (err) {
@@ -126,7 +158,7 @@ export class UpstreamClient {
       if (response.status === 401 && !refreshed && req.body === undefined && this.credentials.invalidate()) {
         // An expired or revoked token: fetch a new one and ask once more.
         refreshed = true;
-        void response.body?.cancel().catch(() => undefined);
+        response.discard();
         this.breaker.release();
         attempt--;
         continue;
@@ -142,13 +174,21 @@ export class UpstreamClient {
         throw new UpstreamError(response.status === 504 ? 504 : 502, message, response.status);
       }
       this.breaker.success();
-      return wrap(response);
+      return response;
     }
   }
 
-  private async send(method: string, req: UpstreamRequest): Promise<Response> {
+  /**
+   * One HTTP exchange over node:http(s) with a keep-alive pool (fetch costs several times the CPU
+   * per request, which a gateway pays on every search and metadata call).
+   */
+  private async send(method: string, req: UpstreamRequest): Promise<UpstreamResponse> {
     const url = this.urlOf(req.path);
     const headers: Record<string, string> = { ...req.headers };
+    // JSON may come compressed (worth it over a WAN). Pixels barely compress, and an upstream that
+    // compresses them anyway spends its CPU on it (Orthanc: 50 ms for a 512 KiB frame).
+    if (!Object.keys(headers).some((h) => h.toLowerCase() === "accept-encoding"))
+      headers["accept-encoding"] = wantsJson(headers) ? "gzip, deflate" : "identity";
     let auth: Record<string, string>;
     try {
       auth = await this.credentials.headersFor({ method, url, headers, streamedBody: req.body !== undefined });
@@ -157,25 +197,36 @@ export class UpstreamClient {
       throw err;
     }
     const timeoutMs = req.timeoutMs ?? this.settings.timeoutMs;
-    // The time limit covers the response headers only: clearTimeout once they are here.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
-    try {
-      return await fetch(url, {
-        method,
-        headers: { ...headers, ...auth },
-        redirect: "manual",
-        signal: controller.signal,
-        ...(req.body ? { body: Readable.toWeb(req.body) as unknown as ReadableStream, duplex: "half" } : {}),
-      } as RequestInit);
-    } catch (err) {
-      if (controller.signal.aborted)
-        throw new UpstreamError(504, `${this.label} did not answer ${method} ${url.pathname} within ${timeoutMs} ms`);
-      const why = describeFetchError(err);
-      const refused = /ECONNREFUSED/.test(why);
-      throw new UpstreamError(502, `${this.label} ${refused ? "refused the connection" : "could not be reached"}: ${why}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      let timedOut = false;
+      const request = send(url, { method, headers: { ...headers, ...auth }, agent: this.agent });
+      // The time limit covers the response headers only: a body then streams as long as it takes.
+      const timer = setTimeout(() => {
+        timedOut = true;
+        request.destroy();
+      }, timeoutMs);
+      request.once("response", (response) => {
+        clearTimeout(timer);
+        resolve(wrap(response));
+      });
+      request.once("error", (err) => {
+        clearTimeout(timer);
+        if (timedOut)
+          return reject(new UpstreamError(504, `${this.label} did not answer ${method} ${url.pathname} within ${timeoutMs} ms`));
+        const why = describeFetchError(err);
+        const refused = /ECONNREFUSED/.test(why);
+        reject(new UpstreamError(502, `${this.label} ${refused ? "refused the connection" : "could not be reached"}: ${why}`));
+      });
+      if (req.body) {
+        req.body.once("error", (err) => request.destroy(err));
+        req.body.pipe(request);
+      } else request.end();
+    });
+  }
+
+  /** Closes idle pooled connections (shutdown). */
+  close(): void {
+    this.agent.destroy();
   }
 }

@@ -158,6 +158,7 @@ export class Upstream {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    this.client.close();
   }
 
   /** Probes the upstream (one probe at a time); never throws. */
