@@ -38,6 +38,9 @@ function claimAt(payload: JWTPayload, path: string): unknown {
 const strings = (v: unknown): string[] =>
   typeof v === "string" ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
 
+/** Most verified tokens remembered (about 1 KiB each); the oldest is forgotten first. */
+const VERIFIED_TOKENS = 10_000;
+
 export class OidcVerifier {
   private keys: KeySet | undefined;
   private discovery: Promise<KeySet> | undefined;
@@ -46,6 +49,13 @@ export class OidcVerifier {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs = 1000;
   private closed = false;
+  /**
+   * Tokens verified lately → their principal, until they expire: a viewer sends the same token with
+   * hundreds of frame requests, and a signature check costs more than serving a cached frame. Keyed
+   * by the whole token (the signature is part of it, so a tampered token never hits). Emptied when
+   * the key set is refreshed, so a key the issuer withdrew stops working within a refresh period.
+   */
+  private readonly verified = new Map<string, { principal: Principal; untilMs: number }>();
 
   constructor(private readonly config: OidcConfig) {}
 
@@ -121,6 +131,7 @@ export class OidcVerifier {
   private async refresh(): Promise<void> {
     try {
       await this.keys?.reload();
+      this.verified.clear();
       this.lastError = undefined;
     } catch (err) {
       this.lastError = `refreshing the OIDC key set failed: ${(err as Error).message}; cached keys are still used`;
@@ -129,6 +140,11 @@ export class OidcVerifier {
 
   /** Verifies a JWT and makes its Principal; throws InvalidToken with the reason, or IdentityProviderUnavailable. */
   async verify(token: string): Promise<Principal> {
+    const hit = this.verified.get(token);
+    if (hit) {
+      if (Date.now() < hit.untilMs) return hit.principal;
+      this.verified.delete(token);
+    }
     const keys = await this.discover();
     const c = this.config;
     let payload: JWTPayload;
@@ -149,7 +165,7 @@ export class OidcVerifier {
     const subject = payload.sub ?? clientId ?? "unknown";
     const name = strings(payload.name)[0] ?? strings(payload.preferred_username)[0];
     const patient = strings(claimAt(payload, c.patientClaim))[0];
-    return {
+    const principal: Principal = {
       kind: payload.sub === undefined || payload.sub === clientId ? "service" : "user",
       subject,
       ...(clientId !== undefined ? { clientId } : {}),
@@ -159,6 +175,10 @@ export class OidcVerifier {
       scopes,
       ...(patient !== undefined ? { patient } : {}),
     };
+    // jwtVerify required exp; nbf/iat are in the past (or it would have thrown).
+    if (this.verified.size >= VERIFIED_TOKENS) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, { principal, untilMs: (payload.exp as number) * 1000 });
+    return principal;
   }
 
   /** A jose error as a reason a person can act on. */

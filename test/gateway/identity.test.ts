@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { SignJWT } from "jose";
 import { createApiKey } from "../../src/gateway/api-keys.js";
+import { InvalidToken, OidcVerifier } from "../../src/gateway/oidc.js";
 import { httpRequest, type InProcessServer, reasonOf, startInProcess } from "../helpers/archive-harness.js";
 import { AUDIENCE, makeKey, patientInstance, startIssuer, type TestIssuer, uid, unsignedToken } from "./fixtures.js";
 
@@ -140,6 +141,39 @@ describe("OIDC bearer tokens, API keys and scopes", () => {
     const ready = await httpRequest(`${server.url}readyz`);
     assert.equal(ready.status, 200);
     assert.equal((ready.json() as { checks: Record<string, string> }).checks.oidc, "ok");
+  });
+
+  test("a token verified once is remembered only as itself and only until it expires", async () => {
+    const token = await issuer.token({ exp: now() + 2 });
+    for (let i = 0; i < 2; i++) assert.equal((await search(server, bearer(token))).status, 200);
+    // The same claims with one signature character changed: the remembered token must not cover it.
+    const [head, body, sig] = token.split(".") as [string, string, string];
+    const flipped = `${head}.${body}.${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`;
+    const tampered = await search(server, bearer(flipped));
+    assert.equal(tampered.status, 401);
+    assert.match(reasonOf(tampered), /signature does not verify|malformed/);
+  });
+
+  test("a remembered token is refused once it expires", async () => {
+    const verifier = new OidcVerifier({
+      issuer: issuer.url,
+      audiences: [AUDIENCE],
+      algorithms: ["RS256"],
+      clockToleranceSeconds: 0,
+      rolesClaims: ["roles"],
+      patientClaim: "patient",
+      jwksRefreshSeconds: 600,
+      jwksCooldownSeconds: 0,
+    });
+    try {
+      const token = await issuer.token({ exp: now() + 1 });
+      assert.equal((await verifier.verify(token)).subject, "alice");
+      assert.equal((await verifier.verify(token)).subject, "alice", "verified again from memory");
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      await assert.rejects(verifier.verify(token), (err: Error) => err instanceof InvalidToken && /expired/.test(err.message));
+    } finally {
+      verifier.close();
+    }
   });
 
   test("key rotation: the issuer switches keys; a token with the new kid is accepted after a refetch", async () => {
