@@ -17,6 +17,11 @@ import { upstreamsFromUrls } from "../../src/gateway/upstream/settings.js";
 import { frameAcceptForUpstream } from "../../src/gateway/upstream/upstream.js";
 import { BASE_MARKER, normalizeDicomJson, normalizeUrl, withPublicBase } from "../../src/gateway/upstream/rewrite.js";
 import { parseAccept } from "../../src/http/accept.js";
+import { firstPart } from "../../src/gateway/upstream/parts.js";
+import { PassThrough, Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
+import { UpstreamClient } from "../../src/gateway/upstream/client.js";
+import { UpstreamSchema } from "../../src/gateway/upstream/settings.js";
 import type { DicomJsonDataset } from "../../src/dicom/index.js";
 
 describe("circuit breaker", () => {
@@ -119,6 +124,72 @@ describe("frame Accept for the upstream", () => {
       frameAcceptForUpstream(parseAccept("image/jphc, image/jls;q=0.5, image/jpeg;q=0")),
       'multipart/related; type="image/jphc", multipart/related; type="image/jls"',
     );
+  });
+});
+
+describe("first part of an upstream's multipart answer", () => {
+  const boundary = "b0undary-x";
+  const type = `multipart/related; type="application/octet-stream"; boundary=${boundary}`;
+  // The payload holds CRLFs and a near-delimiter, which must not end the part early.
+  const payload = Buffer.concat([Buffer.from("\r\n--b0undary\r\n\r\n"), Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 256))]);
+  const body = Buffer.concat([
+    Buffer.from(
+      `preamble\r\n--${boundary}\r\nContent-Location: x\r\ncontent-type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n`,
+    ),
+    payload,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  const pieces = (size: number) => Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size));
+
+  it("gives the part's bytes and Content-Type, whatever the chunking (delimiters split across chunks)", async () => {
+    for (const size of [1, 7, 64, 4096, body.length]) {
+      const part = await firstPart(Readable.from(pieces(size)), type);
+      assert.ok(part, `chunks of ${size}`);
+      assert.equal(part.contentType, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1");
+      assert.ok(part.bytes.equals(payload), `chunks of ${size}: ${part.bytes.length} bytes`);
+    }
+  });
+
+  it("does not wait for the rest of the body once the part has ended", async () => {
+    const stream = new PassThrough();
+    stream.write(body.subarray(0, body.length - 4)); // the closing delimiter has arrived; the stream stays open
+    const part = await firstPart(stream, type);
+    assert.ok(part?.bytes.equals(payload));
+    assert.ok(stream.destroyed, "the rest is discarded");
+  });
+
+  it("a body cut before the part ends gives nothing (never a truncated frame)", async () => {
+    assert.equal(await firstPart(Readable.from([body.subarray(0, body.length - 30)]), type), undefined);
+    assert.equal(await firstPart(Readable.from([Buffer.from("no parts here")]), type), undefined);
+  });
+});
+
+describe("upstream HTTP client", () => {
+  it("asks for compressed JSON only when told to (auto: not on loopback), inflates it, and never asks for compressed pixels", async () => {
+    const seen: Array<string | undefined> = [];
+    const json = JSON.stringify([{ "0020000D": { vr: "UI", Value: ["1.2.3"] } }]);
+    const server = http.createServer((req, res) => {
+      seen.push(req.headers["accept-encoding"]);
+      if (String(req.headers["accept-encoding"]).includes("gzip")) {
+        res.writeHead(200, { "content-type": "application/dicom+json", "content-encoding": "gzip" }).end(gzipSync(json));
+      } else res.writeHead(200, { "content-type": "application/dicom+json" }).end(json);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dicom-web`;
+    try {
+      for (const compressJson of ["auto", true] as const) {
+        const client = new UpstreamClient(UpstreamSchema.parse({ name: "u", url, compressJson }));
+        const r = await client.request({ path: "/studies", headers: { accept: "application/dicom+json" } });
+        assert.equal(await r.text(), json);
+        assert.equal(r.headers.get("content-encoding"), null, "the inflated body is not labelled compressed");
+        const frame = await client.request({ path: "/studies/1/series/2/instances/3/frames/1", headers: { accept: "multipart/related" } });
+        frame.discard();
+        client.close();
+      }
+      assert.deepEqual(seen, ["identity", "identity", "gzip, deflate", "identity"]);
+    } finally {
+      server.close();
+    }
   });
 });
 

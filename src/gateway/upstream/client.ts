@@ -104,6 +104,7 @@ export class UpstreamClient {
   readonly breaker: CircuitBreaker;
   private readonly credentials: Credentials;
   private readonly agent: HttpAgent;
+  private readonly compressJson: boolean;
   /** How the upstream is named in error messages: `upstream "orthanc" (http://host/dicom-web)`. */
   readonly label: string;
 
@@ -114,6 +115,8 @@ export class UpstreamClient {
     this.root = new URL(settings.url.replace(/\/+$/, ""));
     this.credentials = makeCredentials(settings.credentials, this.root, settings.timeoutMs, env);
     this.breaker = new CircuitBreaker(settings.breakerFailures, settings.breakerResetMs);
+    const loopback = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i.test(this.root.hostname);
+    this.compressJson = settings.compressJson === "auto" ? !loopback : settings.compressJson;
     const pool = { keepAlive: true, maxSockets: 64, keepAliveMsecs: 10_000 };
     this.agent = this.root.protocol === "https:" ? new HttpsAgent(pool) : new HttpAgent(pool);
     this.label = `upstream "${settings.name}" (${this.root.origin}${this.root.pathname})`;
@@ -185,10 +188,10 @@ export class UpstreamClient {
   private async send(method: string, req: UpstreamRequest): Promise<UpstreamResponse> {
     const url = this.urlOf(req.path);
     const headers: Record<string, string> = { ...req.headers };
-    // JSON may come compressed (worth it over a WAN). Pixels barely compress, and an upstream that
+    // JSON may come compressed (compressJson). Pixels barely compress, and an upstream that
     // compresses them anyway spends its CPU on it (Orthanc: 50 ms for a 512 KiB frame).
     if (!Object.keys(headers).some((h) => h.toLowerCase() === "accept-encoding"))
-      headers["accept-encoding"] = wantsJson(headers) ? "gzip, deflate" : "identity";
+      headers["accept-encoding"] = this.compressJson && wantsJson(headers) ? "gzip, deflate" : "identity";
     let auth: Record<string, string>;
     try {
       auth = await this.credentials.headersFor({ method, url, headers, streamedBody: req.body !== undefined });

@@ -71,6 +71,11 @@ export const UpstreamSchema = z
     breakerResetMs: z.number().int().positive().default(15_000),
     /** Probing period of the upstream's capabilities (0: only at start-up). */
     probeIntervalMs: z.number().int().min(0).default(300_000),
+    /**
+     * Ask for gzip-compressed search and metadata answers: worth it over a WAN, pure cost (both
+     * sides' CPU) next door. "auto": only when the upstream is not on a loopback address.
+     */
+    compressJson: z.union([z.literal("auto"), z.boolean()]).default("auto"),
     /** Metadata younger than this is served from the cache without asking the upstream. */
     metadataMaxAgeSeconds: z.number().int().min(0).default(30),
     capabilities: CapabilityOverridesSchema.default({}),

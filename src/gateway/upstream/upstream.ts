@@ -233,7 +233,8 @@ export class Upstream {
     this.options.onLookup?.("upstream-metadata", false);
     try {
       const fresh = await this.fetchMetadata(path, cached);
-      await this.metadataCache.put(key, encodeEntry(fresh.meta, fresh.body));
+      // The answer does not wait for the disk: the entry is in the memory tier at once.
+      void this.metadataCache.put(key, encodeEntry(fresh.meta, fresh.body));
       return this.answer(fresh, false);
     } catch (err) {
       // The upstream is down or broken: what is cached is better than nothing (a 404 is an answer, not a failure).
