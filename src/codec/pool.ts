@@ -60,6 +60,8 @@ export class CodecPool {
   private readonly piscina: Piscina;
   readonly size: number;
   private readonly timeoutMs: number;
+  /** A warm-up of the missing threads under way (see `wakeAll`). */
+  private waking: Promise<void> | undefined;
 
   constructor(options: CodecPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.size ?? availableParallelism()));
@@ -123,6 +125,21 @@ export class CodecPool {
     };
   };
 
+  /**
+   * Threads exit after idleTimeoutMs; a render after that would start them one by one as the
+   * requests pile up, each new thread loading sharp and the codecs (~0.3 s of CPU) while images
+   * wait behind it. A viewer asks for many images at once: when a render finds threads missing,
+   * start (and warm) all of them in the background right away.
+   */
+  private wakeAll(): void {
+    if (this.waking !== undefined || this.piscina.threads.length >= this.size) return;
+    this.waking = this.warm()
+      .catch(() => undefined)
+      .finally(() => {
+        this.waking = undefined;
+      });
+  }
+
   /** Runs render-worker.ts's `renderTask` in the same threads; the frames' pixels are moved (given up) or copied once and moved. */
   async render(task: RenderTask, options: TransferOption = {}): Promise<ArrayBuffer> {
     const transferList: ArrayBuffer[] = [];
@@ -134,10 +151,9 @@ export class CodecPool {
     });
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      return (await this.piscina.run(
-        { ...task, frames },
-        { filename: RENDER_WORKER, name: "renderTask", transferList, signal },
-      )) as ArrayBuffer;
+      const running = this.piscina.run({ ...task, frames }, { filename: RENDER_WORKER, name: "renderTask", transferList, signal });
+      this.wakeAll(); // after the task is queued: it goes first
+      return (await running) as ArrayBuffer;
     } catch (e) {
       if (signal.aborted) throw new CodecError("TIMEOUT", `render task did not finish within ${this.timeoutMs} ms`, { cause: e });
       throw e;
@@ -148,7 +164,9 @@ export class CodecPool {
   async renderFile(task: RenderFileTask): Promise<ArrayBuffer> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      return (await this.piscina.run(task, { filename: RENDER_WORKER, name: "renderFileTask", signal })) as ArrayBuffer;
+      const running = this.piscina.run(task, { filename: RENDER_WORKER, name: "renderFileTask", signal });
+      this.wakeAll(); // after the task is queued: it goes first
+      return (await running) as ArrayBuffer;
     } catch (e) {
       if (signal.aborted) throw new CodecError("TIMEOUT", `render task did not finish within ${this.timeoutMs} ms`, { cause: e });
       return rethrow(e);

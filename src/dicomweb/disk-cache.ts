@@ -57,15 +57,24 @@ export class DiskCache {
     return bytes;
   }
 
+  /**
+   * The bytes for `key` when the memory tier holds them (counted as a hit), else undefined.
+   * Synchronous on purpose: a hot entry (a thumbnail or image a viewer asks for again and again)
+   * then costs no promise and no system call, so a route can answer it in the same tick.
+   */
+  cached(key: string): Buffer | undefined {
+    const inMemory = this.memory.get(key);
+    if (inMemory === undefined) return undefined;
+    this.memory.delete(key);
+    this.memory.set(key, inMemory);
+    this.touch(key);
+    return this.hit(inMemory);
+  }
+
   /** The cached bytes for `key`, or `compute()`'s, stored for next time. */
   async get(key: string, compute: () => Promise<Buffer>): Promise<Buffer> {
-    const inMemory = this.memory.get(key);
-    if (inMemory !== undefined) {
-      this.memory.delete(key);
-      this.memory.set(key, inMemory);
-      this.touch(key);
-      return this.hit(inMemory);
-    }
+    const inMemory = this.cached(key);
+    if (inMemory !== undefined) return inMemory;
     const size = this.entries.get(key);
     if (size !== undefined) {
       this.touch(key);

@@ -161,14 +161,30 @@ export class PixelService {
     return this.options.pool.decodeFrame(bytes, row.transferSyntaxUid, info);
   }
 
-  /** A rendered image of frame `n` (1-based), or of every frame for an animated GIF (`n` undefined). */
-  async rendered(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): Promise<Buffer> {
+  /** The rendered-cache key of an image; 406 when the instance has no pixels, 404 when frame `n` does not exist. */
+  private renderedKey(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): string {
     const frameCount = this.frameTable(row).frames.length;
     if (frameCount === 0) throw new DicomwebError(406, `instance ${row.sopUid} has no pixel data to render`);
-    const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
-    if (numbers.some((f) => f > frameCount))
+    if (n !== undefined && n > frameCount)
       throw new DicomwebError(404, `instance ${row.sopUid} has ${frameCount} frame(s); frame ${n} does not exist`);
-    return this.renderedCache.get(`${row.sha256}/${n ?? "all"}/${renderCacheKey(params, mediaType)}`, async () => {
+    return `${row.sha256}/${n ?? "all"}/${renderCacheKey(params, mediaType)}`;
+  }
+
+  /**
+   * The rendered image when the memory tier holds it, else undefined (then call `rendered`).
+   * Synchronous: the hot path of a viewer asking for the same image again costs no promise and no
+   * I/O. Throws like `rendered` (404, 406).
+   */
+  cachedRendered(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): Buffer | undefined {
+    return this.renderedCache.cached(this.renderedKey(row, n, params, mediaType));
+  }
+
+  /** A rendered image of frame `n` (1-based), or of every frame for an animated GIF (`n` undefined). */
+  async rendered(row: InstanceRow, n: number | undefined, params: RenderParams, mediaType: RenderMediaType): Promise<Buffer> {
+    const key = this.renderedKey(row, n, params, mediaType);
+    const frameCount = this.frameTable(row).frames.length;
+    const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
+    return this.renderedCache.get(key, async () => {
       const path = this.options.archive.blobs.localPath(row.blobKey);
       const table = this.frameTable(row);
       if (path !== undefined && table.rangesInFile) {

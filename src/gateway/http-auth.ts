@@ -258,55 +258,59 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): AuthSer
   app.decorateRequest("decision", undefined);
   app.decorateRequest("shareGrant", undefined);
 
-  app.addHook("onRequest", async (request, reply) => {
-    if (!enabled) {
+  // Without authentication everything is allowed: a callback-style hook, no promise per request.
+  if (!enabled) {
+    app.addHook("onRequest", (request, _reply, done) => {
       request.decision = ALLOW_ALL;
-      return;
-    }
-    const below = pathBelowDicomwebRoot(request.url, root);
-    const target = below === undefined ? undefined : classifyRequest(request.method, below);
-    const guarded = target !== undefined || request.url.startsWith("/api/share-tokens");
-    let principal = anonymous;
-    let share: ShareGrant | undefined;
-    let presented = false;
-    try {
-      const credentials = credentialsOf(request);
-      if (credentials) {
-        presented = true;
-        ({ principal, share } = await authenticator.authenticate(credentials));
+      done();
+    });
+  } else {
+    app.addHook("onRequest", async (request, reply) => {
+      const below = pathBelowDicomwebRoot(request.url, root);
+      const target = below === undefined ? undefined : classifyRequest(request.method, below);
+      const guarded = target !== undefined || request.url.startsWith("/api/share-tokens");
+      let principal = anonymous;
+      let share: ShareGrant | undefined;
+      let presented = false;
+      try {
+        const credentials = credentialsOf(request);
+        if (credentials) {
+          presented = true;
+          ({ principal, share } = await authenticator.authenticate(credentials));
+        }
+      } catch (err) {
+        if (!(err instanceof AuthReply)) throw err;
+        // Bad credentials matter where access is decided; elsewhere (landing page, health) the caller stays anonymous.
+        if (guarded) return sendAuthReply(reply, err);
+        principal = anonymous;
       }
-    } catch (err) {
-      if (!(err instanceof AuthReply)) throw err;
-      // Bad credentials matter where access is decided; elsewhere (landing page, health) the caller stays anonymous.
-      if (guarded) return sendAuthReply(reply, err);
-      principal = anonymous;
-    }
-    request.principal = principal;
-    request.shareGrant = share;
-    request.decision = decide(auth, principal, share);
-    if (!target) return;
-    targets.set(request, target);
-    if (request.decision.has(target.behaviour)) return;
-    const needed = scopesFor(target.behaviour);
-    if (!presented) {
-      return sendAuthReply(
-        reply,
-        new AuthReply(
-          401,
-          challenge(),
-          `authentication required to ${target.behaviour} here: send Authorization: Bearer <access token> (or ApiKey <key>)`,
-        ),
-      );
-    }
-    const what =
-      principal.kind === "share-token"
-        ? "a share token only opens its study for search, retrieve and render"
-        : `the token does not grant ${target.behaviour}; it needs one of the scopes ${needed.join(", ")}` +
-          (principal.patient === undefined && principal.scopes.some((s) => s.startsWith("patient/"))
-            ? " (patient/ scopes need a patient launch context)"
-            : "");
-    return sendAuthReply(reply, new AuthReply(403, challenge("insufficient_scope", what, needed.join(" ")), what));
-  });
+      request.principal = principal;
+      request.shareGrant = share;
+      request.decision = decide(auth, principal, share);
+      if (!target) return;
+      targets.set(request, target);
+      if (request.decision.has(target.behaviour)) return;
+      const needed = scopesFor(target.behaviour);
+      if (!presented) {
+        return sendAuthReply(
+          reply,
+          new AuthReply(
+            401,
+            challenge(),
+            `authentication required to ${target.behaviour} here: send Authorization: Bearer <access token> (or ApiKey <key>)`,
+          ),
+        );
+      }
+      const what =
+        principal.kind === "share-token"
+          ? "a share token only opens its study for search, retrieve and render"
+          : `the token does not grant ${target.behaviour}; it needs one of the scopes ${needed.join(", ")}` +
+            (principal.patient === undefined && principal.scopes.some((s) => s.startsWith("patient/"))
+              ? " (patient/ scopes need a patient launch context)"
+              : "");
+      return sendAuthReply(reply, new AuthReply(403, challenge("insufficient_scope", what, needed.join(" ")), what));
+    });
+  }
 
   // Retrieve, render and delete of what the grant does not cover look like a study that is not stored.
   // In proxy mode the local index does not hold the studies: src/gateway/proxy-access.ts decides there.

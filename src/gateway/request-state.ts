@@ -71,9 +71,11 @@ export function decorateRequestState(app: FastifyInstance): void {
   // Fastify refuses object defaults on decorators (they would be shared); each request gets its own in onRequest.
   app.decorateRequest("principal", null as unknown as Principal);
   app.decorateRequest("accessed", null as unknown as AccessedEntity[]);
-  app.addHook("onRequest", async (request) => {
+  // Callback-style: no promise per request (this runs on every request, cached images included).
+  app.addHook("onRequest", (request, _reply, done) => {
     request.principal = ANONYMOUS;
     request.accessed = [];
+    done();
   });
 }
 

@@ -27,7 +27,15 @@ function reasonOf(payload: unknown): string | undefined {
   }
 }
 
-const stripUndefined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+/** A copy without the keys whose value is undefined, in the same order (a plain loop: this runs several times per request). */
+function stripUndefined<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const key in o) {
+    const value = o[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out as T;
+}
 
 /** The DICOMweb target of a request, or undefined outside the DICOMweb root. */
 function targetOf(request: FastifyRequest, root: string): AccessTarget | undefined {
@@ -52,22 +60,25 @@ export async function installAudit(app: FastifyInstance, config: Config, archive
   const root = config.dicomwebPath;
   app.addHook("onClose", async () => recorder.close());
 
+  // Callback-style hooks: they run on every request, and a promise each adds up on a cached image.
   // A deleted study's patient cannot be looked up afterwards: remember it first.
-  app.addHook("preHandler", async (request) => {
-    if (request.method !== "DELETE") return;
-    const target = targetOf(request, root);
-    if (target?.behaviour === "delete" && target.studyUid) patients.get(target.studyUid);
+  app.addHook("preHandler", (request, _reply, done) => {
+    if (request.method === "DELETE") {
+      const target = targetOf(request, root);
+      if (target?.behaviour === "delete" && target.studyUid) patients.get(target.studyUid);
+    }
+    done();
   });
 
-  app.addHook("onSend", async (request, reply, payload) => {
+  app.addHook("onSend", (request, reply, payload, done) => {
     if (reply.statusCode >= 400) {
       const reason = reasonOf(payload);
       if (reason) reasons.set(request, reason);
     }
-    return payload;
+    done(null, payload);
   });
 
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     try {
       const record = buildRecord(request, reply, root, patients, recorder.source);
       if (record) recorder.record(record);
@@ -75,6 +86,7 @@ export async function installAudit(app: FastifyInstance, config: Config, archive
       // Never fail a finished request for audit; but say it loudly.
       request.log.error({ err }, "could not build the audit record of this request");
     }
+    done();
   });
   return recorder;
 }

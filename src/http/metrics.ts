@@ -194,36 +194,49 @@ export async function metricsPlugin(app: FastifyInstance, options: MetricsOption
     },
   });
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback-style hooks: they run on every request, and a promise each adds up on a cached image.
+  app.addHook("onRequest", (request, reply, done) => {
     const meter: Meter = { bytesOut: 0, bytesIn: headerBytes(request.headers["content-length"]) ?? 0 };
     meters.set(request, meter);
     meterResponse(reply, meter);
+    done();
   });
 
   // A chunked upload (STOW streaming) has no content-length: count the bytes as the body parser reads them.
-  app.addHook("preParsing", async (request, _reply, payload) => {
+  app.addHook("preParsing", (request, _reply, payload, done) => {
     const meter = meters.get(request);
-    if (!meter || request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] === undefined) return payload;
+    if (!meter || request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] === undefined) {
+      return done(null, payload);
+    }
     const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
+      transform(chunk: Buffer, _enc, next) {
         meter.bytesIn += chunk.length;
         (counter as unknown as { receivedEncodedLength: number }).receivedEncodedLength = meter.bytesIn;
-        done(null, chunk);
+        next(null, chunk);
       },
     });
     payload.on("error", (e) => counter.destroy(e));
-    return payload.pipe(counter);
+    done(null, payload.pipe(counter));
   });
 
-  app.addHook("onResponse", async (request, reply) => {
-    const transaction = transactionOf(request.method, request.routeOptions.url);
+  // Route URL + method → transaction, worked out once per route rather than per request.
+  const transactions = new Map<string, Transaction>();
+  app.addHook("onResponse", (request, reply, done) => {
+    const routeKey = `${request.method} ${request.routeOptions.url ?? ""}`;
+    let transaction = transactions.get(routeKey);
+    if (transaction === undefined) {
+      transaction = transactionOf(request.method, request.routeOptions.url);
+      transactions.set(routeKey, transaction);
+    }
     const meter = meters.get(request);
     requests.inc({ transaction, method: request.method, status: String(reply.statusCode) });
     duration.observe({ transaction }, reply.elapsedTime / 1000);
-    if (!meter) return;
-    const bytes = requestBytes(request, reply);
-    bytesSent.inc({ transaction }, bytes.sent);
-    bytesReceived.inc({ transaction }, bytes.received);
+    if (meter) {
+      const bytes = requestBytes(request, reply);
+      bytesSent.inc({ transaction }, bytes.sent);
+      bytesReceived.inc({ transaction }, bytes.received);
+    }
+    done();
   });
 
   app.get("/metrics", async (_request, reply) => {

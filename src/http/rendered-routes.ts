@@ -38,9 +38,39 @@ interface Params extends ScopeParams {
   frames?: string;
 }
 
+/**
+ * Accept headers and query strings seen recently, with what they parse to. A viewer sends the same
+ * few again and again, and parsing them (media ranges, render parameters) was a good part of the
+ * cost of a cached image. Only successful parses are kept (errors are thrown afresh each time);
+ * the results are shared between requests, so nobody may modify them. Bounded: a client sending
+ * a new string each time only empties the table now and then.
+ */
+class ParseMemo<T> {
+  private readonly entries = new Map<string, T>();
+  constructor(private readonly limit: number) {}
+  get(key: string, parse: () => T): T {
+    let value = this.entries.get(key);
+    if (value === undefined) {
+      value = parse();
+      if (this.entries.size >= this.limit) this.entries.clear();
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+}
+
+const imageTypes = new ParseMemo<RenderMediaType>(64);
+const renderedParams = new ParseMemo<RenderParams>(256);
+const thumbnailParamsOf = new ParseMemo<RenderParams>(256);
+
 /** The image type asked for: a direct image/* range or the type of a multipart/related range (also used by proxy mode). */
 export function imageType(request: FastifyRequest): RenderMediaType {
-  const ranges = parseAccept(request.headers.accept?.trim() ? request.headers.accept : "*/*").map((r) =>
+  const accept = request.headers.accept?.trim() ? request.headers.accept : "*/*";
+  return imageTypes.get(accept, () => negotiateImageType(accept));
+}
+
+function negotiateImageType(accept: string): RenderMediaType {
+  const ranges = parseAccept(accept).map((r) =>
     r.mediaType === "multipart/related" && r.params.type
       ? {
           ...r,
@@ -63,13 +93,16 @@ export function imageType(request: FastifyRequest): RenderMediaType {
 /** The render (or thumbnail) parameters of the query string; a bad one is a 400 (also used by proxy mode). */
 export function renderParams(request: FastifyRequest, thumbnail: boolean): RenderParams {
   const q = request.url.indexOf("?");
-  const entries = [...new URLSearchParams(q >= 0 ? request.url.slice(q + 1) : "")];
-  try {
-    return thumbnail ? parseThumbnailParams(entries) : parseRenderParams(entries);
-  } catch (err) {
-    if (err instanceof RenderParamError) throw new DicomwebError(400, err.message);
-    throw err;
-  }
+  const query = q >= 0 ? request.url.slice(q + 1) : "";
+  return (thumbnail ? thumbnailParamsOf : renderedParams).get(query, () => {
+    const entries = [...new URLSearchParams(query)];
+    try {
+      return thumbnail ? parseThumbnailParams(entries) : parseRenderParams(entries);
+    } catch (err) {
+      if (err instanceof RenderParamError) throw new DicomwebError(400, err.message);
+      throw err;
+    }
+  });
 }
 
 function warn(reply: FastifyReply, request: FastifyRequest, params: RenderParams): void {
@@ -83,7 +116,32 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
   const frameCount = (row: InstanceRow): number => archive.index.frames(row.sopUid)?.frames.length ?? 0;
   const withPixels = (rows: InstanceRow[]): InstanceRow[] => rows.filter((r) => frameCount(r) > 0);
 
-  const single = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, thumbnail: boolean) => {
+  /**
+   * Sends one rendered image. A hit in the memory tier is answered synchronously (no promise, no
+   * I/O: the common case of a viewer asking for the same image again); otherwise the image is
+   * read from the disk cache or rendered.
+   */
+  const sendImage = (
+    reply: FastifyReply,
+    row: InstanceRow,
+    frame: number | undefined,
+    params: RenderParams,
+    mediaType: RenderMediaType,
+  ): Promise<FastifyReply> | undefined => {
+    const hit = pixels.cachedRendered(row, frame, params, mediaType);
+    if (hit !== undefined) {
+      void reply.type(mediaType).send(hit);
+      return undefined;
+    }
+    return pixels.rendered(row, frame, params, mediaType).then((bytes) => reply.type(mediaType).send(bytes));
+  };
+
+  // Not async: a cached image goes out in the same tick (Fastify takes a promise or a reply already sent).
+  const single = (
+    request: FastifyRequest<{ Params: Params }>,
+    reply: FastifyReply,
+    thumbnail: boolean,
+  ): Promise<FastifyReply> | undefined => {
     const scope = scopeFromPath(request.params);
     const params = renderParams(request, thumbnail);
     const rows = scopeInstances(archive, scope);
@@ -95,17 +153,14 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
       if (!negotiate(request.headers.accept?.trim() ? request.headers.accept : "*/*", [{ mediaType: video }])) {
         throw new DicomwebError(406, `instance ${first.sopUid} is a video; it renders as ${video}`);
       }
-      const frames = await readFrames(archive, first, [1]);
-      return reply.type(video).send(frames[0]?.bytes);
+      return readFrames(archive, first, [1]).then((frames) => reply.type(video).send(frames[0]?.bytes));
     }
     const mediaType = imageType(request);
     warn(reply, request, params);
     if (request.params.frames !== undefined) {
       const row = rows[0] as InstanceRow;
       const numbers = parseFrameList(request.params.frames);
-      if (numbers.length === 1 || thumbnail) {
-        return reply.type(mediaType).send(await pixels.rendered(row, numbers[0], params, mediaType));
-      }
+      if (numbers.length === 1 || thumbnail) return sendImage(reply, row, numbers[0], params, mediaType);
       return multipart(
         reply,
         mediaType,
@@ -117,7 +172,7 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
 
       // A thumbnail of a multi-frame instance shows its middle frame; a rendered GIF animates them all.
       const frame = thumbnail ? Math.max(1, Math.ceil(frameCount(row) / 2)) : mediaType === "image/gif" ? undefined : 1;
-      return reply.type(mediaType).send(await pixels.rendered(row, frame, params, mediaType));
+      return sendImage(reply, row, frame, params, mediaType);
     }
     const images = withPixels(rows);
     if (images.length === 0)
@@ -126,7 +181,7 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
       const firstSeries = images[0]?.seriesUid;
       const series = images.filter((r) => r.seriesUid === firstSeries);
       const row = series[Math.floor(series.length / 2)] as InstanceRow;
-      return reply.type(mediaType).send(await pixels.rendered(row, Math.max(1, Math.ceil(frameCount(row) / 2)), params, mediaType));
+      return sendImage(reply, row, Math.max(1, Math.ceil(frameCount(row) / 2)), params, mediaType);
     }
     return multipart(
       reply,
@@ -135,14 +190,16 @@ export async function renderedRoutes(app: FastifyInstance, ctx: RouteContext & {
     );
   };
 
-  const multipart = (reply: FastifyReply, mediaType: string, images: Array<() => Promise<Buffer>>) => {
+  /** Sends the images as multipart/related, made one after the other as the stream is read. */
+  const multipart = (reply: FastifyReply, mediaType: string, images: Array<() => Promise<Buffer>>): undefined => {
     const boundary = createBoundary();
     async function* parts(): AsyncGenerator<ResponsePart> {
       for (const image of images) yield { body: await image() };
     }
-    return reply
+    void reply
       .type(multipartRelatedContentType(boundary, mediaType))
       .send(multipartRelatedStream(parts(), { boundary, contentType: mediaType }));
+    return undefined;
   };
 
   const levels = ["/studies/:study", "/studies/:study/series/:series", "/studies/:study/series/:series/instances/:instance"];

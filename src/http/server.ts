@@ -61,8 +61,10 @@ export async function buildApp(config: Config, archive: Archive, viewer?: Hosted
     // A share token in `?token=` leaves the URL before routing and logging.
     rewriteUrl: stripTokenParameter(config.dicomwebPath),
   });
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback-style hooks here and in the gateway: no promise per request.
+  app.addHook("onRequest", (request, reply, done) => {
     void reply.header("X-Request-Id", request.id);
+    done();
   });
   decorateRequestState(app);
   installErrorHandler(app);

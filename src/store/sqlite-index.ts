@@ -94,9 +94,23 @@ function levelAttributes(ds: DicomJsonDataset): string {
   return JSON.stringify(out);
 }
 
+/** Single-instance lookups kept in memory (see `instances`). */
+const INSTANCE_ROW_CACHE_ENTRIES = 1024;
+
 export class SqliteIndex implements Index {
   readonly db: Db;
   private readonly statements;
+  /**
+   * Rows of single-instance scopes (study/series/instance UIDs → row), as read at `rowsVersion`.
+   * A viewer asks for the same instance again and again (frames, rendered images), and the join
+   * was one of the larger costs of a cached image. Valid while nothing changed the database: writes
+   * through this connection clear it (commitInstances, delete), and PRAGMA data_version, which
+   * changes when another connection (another process, e.g. `voxelgate import`) commits, is checked
+   * on every lookup.
+   */
+  private readonly instanceRows = new Map<string, readonly InstanceRow[]>();
+  private rowsVersion: unknown = undefined;
+  private readonly dataVersion: Database.Statement<[], number>;
 
   constructor(file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -108,6 +122,7 @@ export class SqliteIndex implements Index {
     this.db.exec(SCHEMA);
     migrate(this.db);
     const db = this.db;
+    this.dataVersion = db.prepare<[], number>("PRAGMA data_version").pluck();
     this.statements = {
       studyByUid: db.prepare<[string], { pk: number }>("SELECT pk FROM studies WHERE study_uid = ?"),
       seriesByUid: db.prepare<[string], { pk: number; study_pk: number }>("SELECT pk, study_pk FROM series WHERE series_uid = ?"),
@@ -168,6 +183,14 @@ export class SqliteIndex implements Index {
   }
 
   commitInstances(records: InstanceRecord[], policy: DuplicatePolicy): CommitOutcome[] {
+    try {
+      return this.commit(records, policy);
+    } finally {
+      this.instanceRows.clear();
+    }
+  }
+
+  private commit(records: InstanceRecord[], policy: DuplicatePolicy): CommitOutcome[] {
     // One transaction (one WAL sync) for the batch; a conflict rolls back only its own savepoint.
     const insertOne = this.db.transaction((record: InstanceRecord) => this.insertRecord(record, policy));
     const run = this.db.transaction((): CommitOutcome[] =>
@@ -336,6 +359,24 @@ export class SqliteIndex implements Index {
   }
 
   instances(scope: Scope): InstanceRow[] {
+    if (scope.sopUid === undefined) return this.readInstances(scope);
+    const version = this.dataVersion.get();
+    if (version !== this.rowsVersion) {
+      this.instanceRows.clear();
+      this.rowsVersion = version;
+    }
+    const key = `${scope.studyUid}/${scope.seriesUid ?? ""}/${scope.sopUid}`;
+    let rows = this.instanceRows.get(key);
+    if (rows === undefined) {
+      // Frozen: the same row objects go to every caller.
+      rows = Object.freeze(this.readInstances(scope).map((r) => Object.freeze(r)));
+      if (this.instanceRows.size >= INSTANCE_ROW_CACHE_ENTRIES) this.instanceRows.delete(this.instanceRows.keys().next().value as string);
+      this.instanceRows.set(key, rows);
+    }
+    return [...rows];
+  }
+
+  private readInstances(scope: Scope): InstanceRow[] {
     const { where, params } = this.scopeWhere(scope);
     const rows = this.statement<string[], InstanceDbRow>(
       `SELECT ${INSTANCE_COLUMNS} FROM ${INSTANCE_FROM} WHERE ${where} ${PRESENTATION_ORDER}`,
@@ -404,6 +445,14 @@ export class SqliteIndex implements Index {
   }
 
   delete(scope: Scope): string[] {
+    try {
+      return this.deleteRows(scope);
+    } finally {
+      this.instanceRows.clear();
+    }
+  }
+
+  private deleteRows(scope: Scope): string[] {
     const run = this.db.transaction((): string[] => {
       const { where, params } = this.scopeWhere(scope);
       const rows = this.statement<string[], { pk: number; series_pk: number; study_pk: number; blob_key: string }>(
