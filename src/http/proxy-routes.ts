@@ -15,7 +15,8 @@ import type { Config } from "../config.js";
 import type { DicomJsonDataset } from "../dicom/index.js";
 import { DicomwebError, parseFrameList } from "../dicomweb/wado.js";
 import { classifyRequest, noteAccess } from "../gateway/request-state.js";
-import { filterSearchResults } from "../gateway/search-filter.js";
+import { accessFor } from "../gateway/http-auth.js";
+import { attributeTags, filterSearchResults, proxyAccessGuard } from "../gateway/proxy-access.js";
 import { type Upstream, UpstreamSet } from "../gateway/upstream/index.js";
 import { renderInstance } from "../gateway/upstream/local-render.js";
 import { normalizeDicomJson, normalizeUrl, withPublicBase } from "../gateway/upstream/rewrite.js";
@@ -30,6 +31,8 @@ export interface ProxyRouteOptions {
   /** Path of this DICOMweb root on the gateway: "/dicomweb" or "/upstreams/<name>/dicomweb" (not `prefix`: Fastify would prefix the routes with it). */
   root: string;
   publicBase(request: FastifyRequest): string;
+  /** The configured DICOMweb path (classifying requests below any root). */
+  dicomwebPath: string;
   allowDelete: boolean;
 }
 
@@ -82,6 +85,9 @@ function notModified(request: FastifyRequest, etag: string): boolean {
 
 export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptions): Promise<void> {
   const { upstream, root } = options;
+  const lookup = (studyUid: string) => upstream.studyAccessAttributes(studyUid);
+  // Per-study authorization with this upstream's answers (encapsulated: these routes only).
+  app.addHook("preHandler", proxyAccessGuard(options.dicomwebPath, lookup));
   // STOW bodies stream to the upstream as they arrive.
   app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
 
@@ -143,11 +149,12 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
     if (!chosen) throw new DicomwebError(406, `search results are available as ${DICOM_JSON} in proxy mode; the Accept header allows none`);
     const path = below(request, root);
     const q = path.indexOf("?");
-    const { results, warnings } = await upstream.search(
-      q >= 0 ? path.slice(0, q) : path,
-      new URLSearchParams(q >= 0 ? path.slice(q + 1) : ""),
-    );
-    const visible = await filterSearchResults(request, results);
+    const query = new URLSearchParams(q >= 0 ? path.slice(q + 1) : "");
+    const grant = accessFor(request, "search");
+    // Rules on patients or institutions: the results must say whose they are to be filtered.
+    for (const tag of grant ? attributeTags(grant) : []) query.append("includefield", tag);
+    const { results, warnings } = await upstream.search(q >= 0 ? path.slice(0, q) : path, query);
+    const visible = await filterSearchResults(request, results, lookup);
     for (const ds of visible) {
       const study = first(ds, "0020000D");
       if (study)
@@ -158,7 +165,9 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
           patientId: first(ds, "00100020"),
         });
     }
-    if (warnings.length > 0) void reply.header("Warning", warnings);
+    // The upstream's count of further results includes what the grant hides: only say that there are more.
+    const told = grant ? warnings.map((w) => w.replace(/\b\d+ additional results\b/i, "additional results")) : warnings;
+    if (told.length > 0) void reply.header("Warning", told);
     return reply
       .type(`${chosen.offer.mediaType}; charset=utf-8`)
       .send(withPublicBase(JSON.stringify(visible), options.publicBase(request)));
@@ -325,7 +334,13 @@ export async function registerProxy(
   for (const [i, upstream] of set.all.entries()) {
     for (const prefix of prefixesOf(upstream, i)) {
       const publicBase = publicBaseResolver({ publicUrl: config.publicUrl, dicomwebPath: prefix, trustedProxies: config.trustedProxies });
-      await app.register(proxyRoutes, { upstream, root: prefix, publicBase, allowDelete: config.allowDelete });
+      await app.register(proxyRoutes, {
+        upstream,
+        root: prefix,
+        publicBase,
+        dicomwebPath: config.dicomwebPath,
+        allowDelete: config.allowDelete,
+      });
     }
   }
   app.get("/api/capabilities", async () => ({ mode: "proxy", upstreams: set.report(prefixesOf) }));

@@ -21,7 +21,6 @@ import { installErrorHandler } from "./errors.js";
 import { landingPage } from "./landing-page.js";
 import { metricsPlugin, recordCacheLookup, recordRateLimited } from "./metrics.js";
 import { registerProxy } from "./proxy-routes.js";
-import { proxyAccessGuard } from "../gateway/proxy-access.js";
 import { publicBaseResolver } from "./public-url.js";
 import { installSecurityHeaders } from "./security-headers.js";
 import { qidoRoutes } from "./qido-routes.js";
@@ -109,7 +108,6 @@ export async function buildApp(config: Config, archive: Archive, viewer?: Hosted
   await app.register(metricsPlugin, { archive });
   const audit = await installAudit(app, config, archive);
   // Proxy mode (upstreams configured): the DICOMweb routes answer from the upstreams instead of the archive.
-  if (config.upstreams.length > 0) app.addHook("preHandler", proxyAccessGuard(config.dicomwebPath));
   const upstreams =
     config.upstreams.length > 0
       ? await registerProxy(app, config, { pool, cacheDir: join(archive.dataDir, "cache", "upstreams"), onLookup: recordCacheLookup })

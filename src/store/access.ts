@@ -36,6 +36,9 @@ export interface AccessAttributes {
   institutionName?: string;
 }
 
+/** The DICOM tags of the attributes rules look at (a proxy asks its upstream for them). */
+export const ACCESS_TAGS = { patientId: "00100020", issuerOfPatientId: "00100021", institutionName: "00080080" } as const;
+
 /** True when the rule allows an entity with these attributes (a series-restricted rule needs the series). */
 export function ruleAllows(rule: AccessRule, a: AccessAttributes): boolean {
   if (rule.patientId !== undefined && rule.patientId !== a.patientId) return false;

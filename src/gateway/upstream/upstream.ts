@@ -24,6 +24,7 @@ import { type BodyPart, firstPart, isMultipart } from "./parts.js";
 import { applyOverrides, type Capabilities, probeUpstream, UNKNOWN } from "./probe.js";
 import { normalizeDicomJson } from "./rewrite.js";
 import type { UpstreamSettings } from "./settings.js";
+import { ACCESS_TAGS, type AccessAttributes } from "../../store/access.js";
 
 export interface UpstreamOptions {
   settings: UpstreamSettings;
@@ -50,6 +51,9 @@ export interface JsonAnswer {
 const CANNOT = new Set([400, 406, 415, 500, 501]);
 
 const JSON_ACCEPT = "application/dicom+json";
+/** How long, and for how many studies, the attributes grant rules look at are remembered. */
+const ACCESS_ATTRIBUTES_MS = 60_000;
+const ACCESS_ATTRIBUTES_KEPT = 10_000;
 
 const AS_STORED = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const UNCOMPRESSED = 'multipart/related; type="application/octet-stream"';
@@ -107,6 +111,7 @@ export class Upstream {
   private probed: Capabilities = UNKNOWN;
   private readonly metadataCache: DiskCache;
   readonly frameCache: DiskCache;
+  private readonly accessAttributes = new Map<string, { value: Promise<AccessAttributes | undefined>; untilMs: number }>();
   readonly renderedCache: DiskCache;
   private timer: NodeJS.Timeout | undefined;
   private probing: Promise<Capabilities> | undefined;
@@ -217,6 +222,40 @@ export class Upstream {
       });
     }
     return { results, warnings };
+  }
+
+  // ---- What grant rules look at ----
+
+  /**
+   * Patient ID, Issuer of Patient ID and Institution Name of a study, from one of its instances
+   * (undefined when the upstream has no such study). Remembered for a minute; concurrent
+   * questions about one study share the upstream's answer.
+   */
+  studyAccessAttributes(studyUid: string): Promise<AccessAttributes | undefined> {
+    const hit = this.accessAttributes.get(studyUid);
+    if (hit && hit.untilMs > Date.now()) return hit.value;
+    const query = new URLSearchParams({ limit: "1" });
+    for (const tag of Object.values(ACCESS_TAGS)) query.append("includefield", tag);
+    const value = this.search(`/studies/${studyUid}/instances`, query).then(({ results }) => {
+      const ds = results[0];
+      if (!ds) return undefined;
+      const text = (tag: string) => {
+        const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
+        return typeof v === "string" ? v : undefined;
+      };
+      return {
+        studyUid,
+        patientId: text(ACCESS_TAGS.patientId),
+        issuerOfPatientId: text(ACCESS_TAGS.issuerOfPatientId),
+        institutionName: text(ACCESS_TAGS.institutionName),
+      };
+    });
+    if (this.accessAttributes.size >= ACCESS_ATTRIBUTES_KEPT)
+      this.accessAttributes.delete(this.accessAttributes.keys().next().value as string);
+    this.accessAttributes.set(studyUid, { value, untilMs: Date.now() + ACCESS_ATTRIBUTES_MS });
+    // A failed question is not remembered: the next request asks again.
+    value.catch(() => this.accessAttributes.delete(studyUid));
+    return value;
   }
 
   // ---- Metadata ----
