@@ -62,6 +62,7 @@ import { cpuSeconds, peakRssMb } from "./peers/child.js";
 import { boundaryOf, Client, DelimiterCounter, decodedBody, parseMultipart } from "./peers/http.js";
 import { ORTHANC_PACKAGES, orthancInstalled, startOrthanc } from "./peers/orthanc.js";
 import { startVoxelgate } from "./peers/voxelgate.js";
+import { loadFromWorker } from "./load-worker.js";
 import { seededRandom } from "./seeded-random.js";
 import {
   type CatalogStudy,
@@ -80,6 +81,13 @@ import { bigStowPhase } from "./stow-big.js";
 const FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
 const RENDERED_ACCEPT = "image/jpeg";
+/**
+ * The defaults, except the rendering rate limits: one bench client asks for thousands of cached
+ * images a second, which the default per-IP bucket (200/s, burst 2,000) rightly refuses. The
+ * gateway suite measures what the limits cost.
+ */
+const WIDE = { rate: 1e6, burst: 1e6 };
+const BENCH_CONFIG = { limits: { render: { perIp: WIDE, perPrincipal: WIDE } } };
 const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
 const HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201";
 
@@ -224,17 +232,6 @@ async function rendered(side: Side, series: BigSeries, index: number, decode: bo
 }
 
 /**
- * A cached rendered image: it must be byte for byte the image the server sent before (checked
- * fully once by `rendered`). Cheap for the client, so the cached rate measures the server.
- */
-async function renderedAgain(side: Side, series: BigSeries, index: number, reference: Buffer): Promise<void> {
-  const r = await side.client.request(`${instancePath(series, index)}/rendered`, { headers: { accept: RENDERED_ACCEPT } });
-  const what = `${side.label} cached rendered instance ${index + 1}`;
-  expectStatus(r, 200, what);
-  check(decodedBody(r).equals(reference), `${what}: differs from the first answer for the same request`);
-}
-
-/**
  * Frame 1 of one instance as HTJ2K lossless (multipart image/jphc); checks the part is a J2K
  * codestream (SOC, SIZ). `compare`: also decodes it and checks the pixels equal the source.
  */
@@ -310,7 +307,10 @@ export const archiveSuite: Suite = {
 
     // -- Servers
     t0 = performance.now();
-    const started = await Promise.allSettled([startVoxelgate(), wantPeer && peerInstalled ? startOrthanc() : Promise.resolve(undefined)]);
+    const started = await Promise.allSettled([
+      startVoxelgate(BENCH_CONFIG),
+      wantPeer && peerInstalled ? startOrthanc() : Promise.resolve(undefined),
+    ]);
     const servers = started.flatMap((s) => (s.status === "fulfilled" && s.value ? [s.value] : []));
     const sides: Side[] = [];
     try {
@@ -602,8 +602,8 @@ export const archiveSuite: Suite = {
         const cold = quick ? 50 : 200;
         const coldConcurrency = 2; // Voxelgate renders in a pool of 2 worker threads
         const cachedTotal = quick ? 400 : 2000;
+        const cachedWarmUp = quick ? 400 : 2000;
         const cachedConcurrency = 8;
-        const budget = { min: quick ? 40 : 200, ms: quick ? 5000 : 20_000 };
         const picks = Array.from({ length: cold }, (_, i) => Math.floor((i * count) / cold));
         const sizes = new Map<Side, Set<string>>(sides.map((s) => [s, new Set()]));
         const jpegBytes = new Map<Side, number>();
@@ -651,20 +651,19 @@ export const archiveSuite: Suite = {
         const references = new Map<Side, Buffer>();
         // Cached from the cold pass; decoded in full once, then every answer must equal it.
         for (const side of sides) references.set(side, (await rendered(side, second, index, true)).body);
+        // The load comes from a worker thread (its own small heap: this thread's GC must not count
+        // against the servers), after a warm-up that lets Voxelgate's JIT settle (servers run warm).
+        const cachedJob = (side: Side, total: number) => ({
+          url: `${side.client.root}${instancePath(second, index)}/rendered`,
+          headers: { accept: RENDERED_ACCEPT },
+          concurrency: cachedConcurrency,
+          total,
+          expect: references.get(side) as Buffer,
+        });
+        for (const side of sides) await loadFromWorker(cachedJob(side, cachedWarmUp));
         const cpuCached = new CpuMeter(sides);
         const cachedRate = new Map<Side, { calls: number; ms: number }>();
-        for (const side of sides) {
-          const reference = references.get(side) as Buffer;
-          cachedRate.set(
-            side,
-            await inFlight(
-              cachedConcurrency,
-              cachedTotal,
-              () => renderedAgain(side, second, index, reference),
-              side === ours ? undefined : budget,
-            ),
-          );
-        }
+        for (const side of sides) cachedRate.set(side, await loadFromWorker(cachedJob(side, cachedTotal)));
         const cachedPerSecond = (side: Side) => {
           const r = cachedRate.get(side) as { calls: number; ms: number };
           return r.calls / (r.ms / 1000);
@@ -677,7 +676,7 @@ export const archiveSuite: Suite = {
           peer: peer ? round(cachedPerSecond(peer), 0) : undefined,
           higherIsBetter: true,
           goals: [{ text: `≥ ${RENDERED_CACHED_GOAL.toLocaleString("en-US")} images/s`, met: cachedOurs >= RENDERED_CACHED_GOAL }],
-          note: `requests ${sides.map((s) => `${s.label} ${(cachedRate.get(s) as { calls: number }).calls}`).join(", ")}; ${cpuCached.note()}`,
+          note: `requests ${sides.map((s) => `${s.label} ${(cachedRate.get(s) as { calls: number }).calls}`).join(", ")} from a worker thread after ${cachedWarmUp} untimed ones, each answer equal to the first; ${cpuCached.note()}`,
         });
       }
 
