@@ -71,6 +71,11 @@ export class DiskCache {
     return this.hit(inMemory);
   }
 
+  /** True when `key` is cached (in memory or on disk) or being computed. */
+  holds(key: string): boolean {
+    return this.memory.has(key) || this.entries.has(key) || this.inFlight.has(key);
+  }
+
   /** The cached bytes for `key`, or `compute()`'s, stored for next time. */
   async get(key: string, compute: () => Promise<Buffer>): Promise<Buffer> {
     const inMemory = this.cached(key);

@@ -216,10 +216,10 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
     if (!multipart && numbers.length > 1)
       throw new DicomwebError(406, `${numbers.length} frames cannot be sent as a single part; accept multipart/related`);
     const instancePath = `/studies/${study}/series/${series}/instances/${instance}`;
-    // The first frame before any header goes out, so a failure is a proper status.
-    const head = await upstream.frame(instancePath, instance, numbers[0] as number, ranges);
-    noteTarget(request, root);
+    const first = numbers[0] as number;
     if (!multipart) {
+      const head = await upstream.frame(instancePath, instance, first, ranges);
+      noteTarget(request, root);
       void reply.header("Accept-Ranges", "bytes");
       const range = parseRange(request.headers.range, head.bytes.length);
       if (range === "unsatisfiable") {
@@ -232,6 +232,9 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
       }
       return reply.type(head.contentType).send(head.bytes);
     }
+    // The first frame is there (or streaming) before any header goes out, so a failure is a proper status.
+    const head = await upstream.frameStream(instancePath, instance, first, ranges);
+    noteTarget(request, root);
     const base = `${options.publicBase(request)}${instancePath}/frames/`;
     const [partType, ...partParams] = head.contentType.split(";").map((s) => s.trim());
     const params: Record<string, string> = {};
@@ -240,7 +243,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
       if (eq > 0) params[p.slice(0, eq).toLowerCase()] = p.slice(eq + 1).replace(/^"|"$/g, "");
     }
     async function* parts(): AsyncGenerator<ResponsePart> {
-      yield { contentType: head.contentType, headers: { "Content-Location": base + numbers[0] }, body: head.bytes };
+      yield { contentType: head.contentType, headers: { "Content-Location": base + first }, body: head.body };
       for (const n of numbers.slice(1)) {
         const part = await upstream.frame(instancePath, instance, n, ranges);
         yield { contentType: part.contentType, headers: { "Content-Location": base + n }, body: part.bytes };

@@ -17,7 +17,7 @@ import { upstreamsFromUrls } from "../../src/gateway/upstream/settings.js";
 import { frameAcceptForUpstream } from "../../src/gateway/upstream/upstream.js";
 import { BASE_MARKER, normalizeDicomJson, normalizeUrl, withPublicBase } from "../../src/gateway/upstream/rewrite.js";
 import { parseAccept } from "../../src/http/accept.js";
-import { firstPart } from "../../src/gateway/upstream/parts.js";
+import { firstPart, openFirstPart } from "../../src/gateway/upstream/parts.js";
 import { PassThrough, Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { UpstreamClient } from "../../src/gateway/upstream/client.js";
@@ -158,6 +158,21 @@ describe("first part of an upstream's multipart answer", () => {
     assert.ok(stream.destroyed, "the rest is discarded");
   });
 
+  it("streams: the first bytes of the part are there before the upstream has sent the rest", async () => {
+    const stream = new PassThrough();
+    const half = body.length >> 1;
+    stream.write(body.subarray(0, half));
+    const part = await openFirstPart(stream, type);
+    assert.ok(part);
+    assert.equal(part.contentType, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1");
+    const early = await part.chunks.next();
+    assert.ok(!early.done && early.value.length > 0, "bytes before the upstream finished");
+    const got = [early.value as Buffer];
+    stream.end(body.subarray(half));
+    for await (const chunk of part.chunks) got.push(chunk);
+    assert.ok(Buffer.concat(got).equals(payload));
+  });
+
   it("a body cut before the part ends gives nothing (never a truncated frame)", async () => {
     assert.equal(await firstPart(Readable.from([body.subarray(0, body.length - 30)]), type), undefined);
     assert.equal(await firstPart(Readable.from([Buffer.from("no parts here")]), type), undefined);
@@ -220,6 +235,111 @@ describe("voxelgate serve --upstream", () => {
     );
     assert.equal((await httpRequest(`${server.url}healthz`)).status, 200);
   });
+});
+
+describe("proxy frames stream through and are cached only when whole", () => {
+  // A gateway that waited for the whole frame would never see the client's go-ahead: the timeout turns that into a failure.
+  it(
+    "a cold frame reaches the client while the upstream sends it; a cut one is not cached and is fetched again",
+    { timeout: 20_000 },
+    async (t) => {
+      const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) % 256));
+      const boundary = "upstream-boundary";
+      const partHead = Buffer.from(
+        `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\nContent-Location: http://upstream/x\r\n\r\n`,
+      );
+      const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+      const requests: string[] = [];
+      let release: () => void = () => undefined;
+      let cutNext = false;
+      const upstream = http.createServer((req, res) => {
+        if (!/\/frames\/\d+$/.test(req.url ?? "")) return void res.writeHead(404).end();
+        requests.push(req.url ?? "");
+        res.writeHead(200, { "content-type": `multipart/related; type="application/octet-stream"; boundary=${boundary}` });
+        res.write(Buffer.concat([partHead, payload.subarray(0, 100_000)]));
+        if (cutNext) {
+          cutNext = false;
+          setTimeout(() => res.destroy(), 50);
+          return;
+        }
+        release = () => res.end(Buffer.concat([payload.subarray(100_000), tail]));
+      });
+      await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+      t.after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+      const dataDir = mkdtempSync(join(tmpdir(), "voxelgate-proxy-stream-"));
+      t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+      const config = parseConfig({
+        logLevel: "silent",
+        data: dataDir,
+        upstreams: [
+          {
+            name: "stand-in",
+            url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/dicom-web`,
+            probeIntervalMs: 0,
+            retries: 0,
+            capabilities: { frameMediaTypes: ["application/octet-stream; transfer-syntax=*"] },
+          },
+        ],
+      });
+      const archive = await openArchive({ dataDir, duplicatePolicy: config.duplicatePolicy, maxInstanceBytes: config.maxInstanceBytes });
+      const app = await buildApp(config, archive);
+      t.after(async () => {
+        await app.close();
+        await archive.close();
+      });
+      await app.listen({ port: 0, host: "127.0.0.1" });
+      const gateway = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/dicomweb`;
+      const accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
+      /** GET a frame; `onFirst` runs once the client holds at least `early` bytes. */
+      const getFrame = (frame: number, early = 0, onFirst: () => void = () => undefined) =>
+        new Promise<{ status: number; body: Buffer; type: string; ended: boolean }>((resolve) => {
+          const chunks: Buffer[] = [];
+          let got = 0;
+          let fired = false;
+          http
+            .get(`${gateway}/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5/frames/${frame}`, { headers: { accept } }, (res) => {
+              res.on("data", (c: Buffer) => {
+                chunks.push(c);
+                got += c.length;
+                if (!fired && got >= early) {
+                  fired = true;
+                  onFirst();
+                }
+              });
+              const done = (ended: boolean) =>
+                resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: String(res.headers["content-type"]), ended });
+              res.on("end", () => done(true));
+              res.on("aborted", () => done(false));
+              res.on("error", () => done(false));
+            })
+            .on("error", () => resolve({ status: 0, body: Buffer.concat(chunks), type: "", ended: false }));
+        });
+      const bodyOf = (r: { body: Buffer; type: string }) => {
+        const gatewayBoundary = /boundary="?([^";]+)"?/.exec(r.type)?.[1] ?? "";
+        const start = r.body.indexOf("\r\n\r\n") + 4;
+        const end = r.body.indexOf(`\r\n--${gatewayBoundary}--`);
+        return end < 0 ? undefined : r.body.subarray(start, end);
+      };
+
+      // 90,000 bytes of the frame reach the client while the upstream still holds back the rest.
+      const cold = await getFrame(1, 90_000, () => release());
+      assert.equal(cold.status, 200);
+      assert.ok(bodyOf(cold)?.equals(payload), "the whole frame, framed by the gateway's own boundary");
+      assert.ok(!cold.body.includes("http://upstream/x"), "no upstream part header leaks");
+      const cached = await getFrame(1);
+      assert.ok(bodyOf(cached)?.equals(payload));
+      assert.equal(requests.length, 1, "the second request came from the cache");
+
+      // The upstream dies in the middle of frame 2: the client sees a cut answer, and nothing is cached.
+      cutNext = true;
+      const cut = await getFrame(2);
+      assert.equal(bodyOf(cut), undefined, "no closing delimiter: the client can tell it is incomplete");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const again = getFrame(2, 1, () => release());
+      assert.ok(bodyOf(await again)?.equals(payload));
+      assert.equal(requests.length, 3, "the cut frame was fetched again");
+    },
+  );
 });
 
 describe("proxy routes and the gateway contract", () => {

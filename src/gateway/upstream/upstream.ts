@@ -20,7 +20,7 @@ import { TransferSyntaxUids as TS } from "../../dicom/index.js";
 import { type CacheEntry, decodeEntry, encodeEntry } from "./cache.js";
 import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./client.js";
 import { datasetOfMetadata, mergeIncludeAll } from "./datasets.js";
-import { type BodyPart, firstPart, isMultipart } from "./parts.js";
+import { type BodyPart, firstPart, isMultipart, openFirstPart } from "./parts.js";
 import { applyOverrides, type Capabilities, probeUpstream, UNKNOWN } from "./probe.js";
 import { normalizeDicomJson } from "./rewrite.js";
 import type { UpstreamSettings } from "./settings.js";
@@ -351,6 +351,58 @@ export class Upstream {
     const entry = decodeEntry(bytes);
     if (!entry) throw new Error(`unreadable frame cache entry ${key}`);
     return { contentType: entry.meta.contentType, bytes: entry.body };
+  }
+
+  /**
+   * Like `frame`, but a frame that is not cached yet streams: the upstream's part goes to the
+   * client as it arrives (no wait for the whole frame) and into the cache once complete; requests
+   * for it meanwhile wait for that cache entry. What the upstream cannot make goes through `frame`.
+   */
+  async frameStream(
+    instancePath: string,
+    sopUid: string,
+    n: number,
+    ranges: readonly AcceptRange[],
+  ): Promise<{ contentType: string; body: Buffer | AsyncIterable<Buffer> }> {
+    const asked = frameAcceptForUpstream(ranges);
+    const key = `${sopUid}/${n}/${asked}`;
+    const whole = async () => {
+      const part = await this.frame(instancePath, sopUid, n, ranges);
+      return { contentType: part.contentType, body: part.bytes };
+    };
+    if (this.frameCache.holds(key) || !this.upstreamMakes(ranges)) return whole();
+    const r = await this.client.request({ path: `${instancePath}/frames/${n}`, headers: { accept: asked } });
+    const type = r.headers.get("content-type");
+    if (r.status !== 200 && !CANNOT.has(r.status)) return failed(this.label, r, `frame ${n} of ${instancePath}`);
+    const part = r.status === 200 && isMultipart(type) && r.body ? await openFirstPart(r.body, type) : undefined;
+    if (!part || !partAcceptable(part.contentType, ranges)) {
+      await part?.chunks.return(undefined);
+      r.discard();
+      return whole();
+    }
+    const { contentType, chunks } = part;
+    let settle: (entry: Buffer) => void = () => undefined;
+    let fail: (err: unknown) => void = () => undefined;
+    const complete = new Promise<Buffer>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
+    });
+    complete.catch(() => undefined);
+    void this.frameCache.get(key, () => complete).catch(() => undefined);
+    async function* body(): AsyncGenerator<Buffer> {
+      const collected: Buffer[] = [];
+      try {
+        for await (const chunk of chunks) {
+          collected.push(chunk);
+          yield chunk;
+        }
+        settle(encodeEntry({ contentType, storedAt: Date.now() }, Buffer.concat(collected)));
+      } finally {
+        // Cut short (upstream or client gone): nothing is cached. A no-op once settled.
+        fail(new Error(`frame ${n} of ${instancePath} was not read to its end`));
+      }
+    }
+    return { contentType, body: body() };
   }
 
   private upstreamMakes(ranges: readonly AcceptRange[]): boolean {
