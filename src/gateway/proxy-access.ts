@@ -85,7 +85,10 @@ export async function proxyAccessProblem(
   if (scoped.length === 0 || studies === undefined || studies.length === 0) {
     return {
       status: 403,
-      reason: "this caller's access is limited to some studies: name the study (StudyInstanceUID) to search in",
+      reason:
+        target.behaviour === "search"
+          ? "this caller's access is limited to some studies: name the study (StudyInstanceUID) to search in"
+          : `this caller's access is limited to some studies: ${target.behaviour} is allowed only on a URL that names the study`,
     };
   }
   const outside = studies.find((studyUid) => !scoped.some((r) => ruleAllows(r, { studyUid, seriesUid: target.seriesUid })));

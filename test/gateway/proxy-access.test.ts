@@ -92,6 +92,13 @@ describe("proxy mode enforces every kind of grant", { concurrency: false }, () =
       const refused = await get(path, key);
       assert.equal(refused.status, 403, `${path}: ${refused.status} ${reasonOf(refused)}`);
     }
+    const stow = await httpRequest(`${gateway.dicomweb}/studies`, {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": 'multipart/related; type="application/dicom"; boundary=x' },
+      body: Buffer.from("--x--\r\n"),
+    });
+    assert.equal(stow.status, 403);
+    assert.match(reasonOf(stow), /store is allowed only on a URL that names the study/);
   });
 
   const studiesSeen = async (path: string, key: string): Promise<string[]> => {
