@@ -149,6 +149,15 @@ for (const key of ["ct", "mr", "xa-multiframe", "us-rgb"]) {
   });
 }
 
+/**
+ * What a viewport shows, without how many canvases OHIF happened to have on the page when it was
+ * sampled (a second one comes and goes with its timing: the drawn pixels are what must match).
+ */
+function pixelsOf(sample: CanvasSample): Omit<CanvasSample, "canvases"> {
+  const { canvases: _canvases, ...pixels } = sample;
+  return pixels;
+}
+
 test(
   "a JPEG-LS study is drawn from its stored frames (decoded by OHIF) exactly like the original",
   { timeout: BROWSER_TEST_TIMEOUT_MS },
@@ -160,7 +169,7 @@ test(
       assert.ok(watch.frames.length > 0);
       for (const f of watch.frames)
         assert.match(f.partHeaders, new RegExp(`image/jls|transfer-syntax=${JPEG_LS_LOSSLESS}`), `frame ${f.url} not as stored`);
-      if (ctSample) assert.deepEqual(sample, ctSample, "lossless JPEG-LS must look exactly like the uncompressed CT");
+      if (ctSample) assert.deepEqual(pixelsOf(sample), pixelsOf(ctSample), "lossless JPEG-LS must look exactly like the uncompressed CT");
       assertClean(watch, "JPEG-LS as stored");
     } finally {
       await close();
@@ -186,7 +195,7 @@ test(
           f.url,
         );
       }
-      if (ctSample) assert.deepEqual(sample, ctSample, "decoded by the server, the pixels must be the original's");
+      if (ctSample) assert.deepEqual(pixelsOf(sample), pixelsOf(ctSample), "decoded by the server, the pixels must be the original's");
       assertClean(watch, "JPEG-LS decoded by the server");
     } finally {
       await close();
