@@ -18,6 +18,7 @@ import type { DicomJsonDataset } from "../dicom/index.js";
 import { ACCESS_TAGS, type AccessAttributes, type AccessFilter, type AccessRule, ruleAllows, rulesForScope } from "../store/access.js";
 import { accessFor } from "./http-auth.js";
 import { type AccessTarget, classifyRequest, pathBelowDicomwebRoot } from "./request-state.js";
+import { accessAttributesOf, firstString } from "./upstream/datasets.js";
 
 /** The attributes of a study that rules look at, from the upstream (undefined: it has no such study). */
 export type StudyAttributesLookup = (studyUid: string) => Promise<AccessAttributes | undefined>;
@@ -106,11 +107,6 @@ export function proxyAccessGuard(dicomwebPath: string, lookup: StudyAttributesLo
   };
 }
 
-const text = (ds: DicomJsonDataset, tag: string): string | undefined => {
-  const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
-  return typeof v === "string" ? v : undefined;
-};
-
 /**
  * Keeps only the search results inside the caller's grant. Study and series UIDs come from each
  * result; patient and institution attributes from the result when the upstream returned them
@@ -126,19 +122,12 @@ export async function filterSearchResults(
   const needed = attributeTags(filter);
   const kept: DicomJsonDataset[] = [];
   for (const ds of results) {
-    const studyUid = text(ds, "0020000D");
+    const studyUid = firstString(ds, "0020000D");
     if (studyUid === undefined) continue;
-    let attributes: AccessAttributes = { studyUid, seriesUid: text(ds, "0020000E") };
+    let attributes: AccessAttributes = { studyUid, seriesUid: firstString(ds, "0020000E") };
     if (needed.length > 0) {
       const inResult = needed.every((tag) => tag in ds);
-      const found = inResult
-        ? {
-            studyUid,
-            patientId: text(ds, ACCESS_TAGS.patientId),
-            issuerOfPatientId: text(ds, ACCESS_TAGS.issuerOfPatientId),
-            institutionName: text(ds, ACCESS_TAGS.institutionName),
-          }
-        : await lookup(studyUid);
+      const found = inResult ? accessAttributesOf(ds, studyUid) : await lookup(studyUid);
       if (!found) continue;
       attributes = { ...found, seriesUid: attributes.seriesUid };
     }

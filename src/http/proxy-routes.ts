@@ -18,6 +18,7 @@ import { classifyRequest, noteAccess } from "../gateway/request-state.js";
 import { accessFor } from "../gateway/http-auth.js";
 import { attributeTags, filterSearchResults, proxyAccessGuard } from "../gateway/proxy-access.js";
 import { type Upstream, UpstreamSet } from "../gateway/upstream/index.js";
+import { firstString } from "../gateway/upstream/datasets.js";
 import { renderInstance } from "../gateway/upstream/local-render.js";
 import { normalizeDicomJson, normalizeUrl, withPublicBase } from "../gateway/upstream/rewrite.js";
 import { imageType, renderParams } from "./rendered-routes.js";
@@ -71,11 +72,6 @@ function noteTarget(request: FastifyRequest, prefix: string): void {
   if (target?.studyUid) noteAccess(request, { studyUid: target.studyUid, seriesUid: target.seriesUid, sopUid: target.sopUid });
 }
 
-function first(ds: DicomJsonDataset, tag: string): string | undefined {
-  const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
-  return typeof v === "string" ? v : undefined;
-}
-
 const etagOf = (text: string): string => `"${createHash("sha1").update(text).digest("base64url")}"`;
 
 function notModified(request: FastifyRequest, etag: string): boolean {
@@ -117,7 +113,7 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
       const json = JSON.parse(await r.text()) as DicomJsonDataset;
       normalizeDicomJson(json, upstream.client.root.href);
       const referenced = ((json["00081199"] as { Value?: DicomJsonDataset[] } | undefined)?.Value ?? []).map((item) =>
-        first(item, "00081155"),
+        firstString(item, "00081155"),
       );
       for (const sopUid of referenced) if (sopUid) noteAccess(request, { sopUid });
       return reply
@@ -156,13 +152,13 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
     const { results, warnings } = await upstream.search(q >= 0 ? path.slice(0, q) : path, query);
     const visible = await filterSearchResults(request, results, lookup);
     for (const ds of visible) {
-      const study = first(ds, "0020000D");
+      const study = firstString(ds, "0020000D");
       if (study)
         noteAccess(request, {
           studyUid: study,
-          seriesUid: first(ds, "0020000E"),
-          sopUid: first(ds, "00080018"),
-          patientId: first(ds, "00100020"),
+          seriesUid: firstString(ds, "0020000E"),
+          sopUid: firstString(ds, "00080018"),
+          patientId: firstString(ds, "00100020"),
         });
     }
     // The upstream's count of further results includes what the grant hides: only say that there are more.
@@ -262,14 +258,14 @@ export async function proxyRoutes(app: FastifyInstance, options: ProxyRouteOptio
     let seriesUid = series;
     if (!seriesUid) {
       const { results } = await upstream.search(`/studies/${study}/series`, new URLSearchParams());
-      seriesUid = results.map((ds) => first(ds, "0020000E")).find((uid) => uid !== undefined);
+      seriesUid = results.map((ds) => firstString(ds, "0020000E")).find((uid) => uid !== undefined);
       if (!seriesUid) throw new DicomwebError(404, `${upstream.label} has no series in study ${study}`);
     }
     const { results } = await upstream.search(`/studies/${study}/series/${seriesUid}/instances`, new URLSearchParams());
     const number = (ds: DicomJsonDataset) => Number((ds["00200013"] as { Value?: unknown[] } | undefined)?.Value?.[0] ?? 0);
     const sorted = results.sort((a, b) => number(a) - number(b));
     const middle = sorted[Math.floor(sorted.length / 2)];
-    const sop = middle ? first(middle, "00080018") : undefined;
+    const sop = middle ? firstString(middle, "00080018") : undefined;
     if (!sop) throw new DicomwebError(404, `${upstream.label} has no instance in series ${seriesUid}`);
     return `/studies/${study}/series/${seriesUid}/instances/${sop}`;
   };

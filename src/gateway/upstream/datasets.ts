@@ -1,5 +1,22 @@
 /** DICOM JSON from an upstream turned into what the local gap filling needs. */
 import { type Dataset, type DicomJsonDataset, jsonToDataset } from "../../dicom/index.js";
+import { ACCESS_TAGS, type AccessAttributes } from "../../store/access.js";
+
+/** The first value of an attribute when it is a string (UIDs, IDs, names), else undefined. */
+export function firstString(ds: DicomJsonDataset, tag: string): string | undefined {
+  const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** What grant rules look at, as a result or instance of `studyUid` states it. */
+export function accessAttributesOf(ds: DicomJsonDataset, studyUid: string): AccessAttributes {
+  return {
+    studyUid,
+    patientId: firstString(ds, ACCESS_TAGS.patientId),
+    issuerOfPatientId: firstString(ds, ACCESS_TAGS.issuerOfPatientId),
+    institutionName: firstString(ds, ACCESS_TAGS.institutionName),
+  };
+}
 
 const isBinary = (a: unknown): boolean => {
   const attr = a as { BulkDataURI?: unknown; InlineBinary?: unknown };

@@ -19,7 +19,7 @@ import { DicomwebError } from "../../dicomweb/wado.js";
 import { TransferSyntaxUids as TS } from "../../dicom/index.js";
 import { type CacheEntry, decodeEntry, encodeEntry } from "./cache.js";
 import { UpstreamClient, UpstreamError, type UpstreamResponse } from "./client.js";
-import { datasetOfMetadata, mergeIncludeAll } from "./datasets.js";
+import { accessAttributesOf, datasetOfMetadata, mergeIncludeAll } from "./datasets.js";
 import { type BodyPart, firstPart, isMultipart, openFirstPart } from "./parts.js";
 import { applyOverrides, type Capabilities, probeUpstream, UNKNOWN } from "./probe.js";
 import { normalizeDicomJson } from "./rewrite.js";
@@ -103,6 +103,12 @@ export function frameAcceptForUpstream(ranges: readonly AcceptRange[]): string {
       return `multipart/related; type="${type}"${ts ? `; transfer-syntax=${ts}` : ""}`;
     })
     .join(", ");
+}
+
+/** The Accept a frame is asked of the upstream with, and its frame-cache key (SOP Instance UID, frame, what was asked). */
+function frameRequest(sopUid: string, n: number, ranges: readonly AcceptRange[]): { asked: string; key: string } {
+  const asked = frameAcceptForUpstream(ranges);
+  return { asked, key: `${sopUid}/${n}/${asked}` };
 }
 
 export class Upstream {
@@ -236,20 +242,9 @@ export class Upstream {
     if (hit && hit.untilMs > Date.now()) return hit.value;
     const query = new URLSearchParams({ limit: "1" });
     for (const tag of Object.values(ACCESS_TAGS)) query.append("includefield", tag);
-    const value = this.search(`/studies/${studyUid}/instances`, query).then(({ results }) => {
-      const ds = results[0];
-      if (!ds) return undefined;
-      const text = (tag: string) => {
-        const v = (ds[tag] as { Value?: unknown[] } | undefined)?.Value?.[0];
-        return typeof v === "string" ? v : undefined;
-      };
-      return {
-        studyUid,
-        patientId: text(ACCESS_TAGS.patientId),
-        issuerOfPatientId: text(ACCESS_TAGS.issuerOfPatientId),
-        institutionName: text(ACCESS_TAGS.institutionName),
-      };
-    });
+    const value = this.search(`/studies/${studyUid}/instances`, query).then(({ results }) =>
+      results[0] ? accessAttributesOf(results[0], studyUid) : undefined,
+    );
     if (this.accessAttributes.size >= ACCESS_ATTRIBUTES_KEPT)
       this.accessAttributes.delete(this.accessAttributes.keys().next().value as string);
     this.accessAttributes.set(studyUid, { value, untilMs: Date.now() + ACCESS_ATTRIBUTES_MS });
@@ -342,8 +337,7 @@ export class Upstream {
    * when it can, else made here from the frame as stored. Cached by (SOP Instance UID, frame, what was asked).
    */
   async frame(instancePath: string, sopUid: string, n: number, ranges: readonly AcceptRange[]): Promise<BodyPart> {
-    const asked = frameAcceptForUpstream(ranges);
-    const key = `${sopUid}/${n}/${asked}`;
+    const { asked, key } = frameRequest(sopUid, n, ranges);
     const bytes = await this.frameCache.get(key, async () => {
       const part = await this.fetchFrame(instancePath, n, ranges, asked);
       return encodeEntry({ contentType: part.contentType, storedAt: Date.now() }, part.bytes);
@@ -364,8 +358,7 @@ export class Upstream {
     n: number,
     ranges: readonly AcceptRange[],
   ): Promise<{ contentType: string; body: Buffer | AsyncIterable<Buffer> }> {
-    const asked = frameAcceptForUpstream(ranges);
-    const key = `${sopUid}/${n}/${asked}`;
+    const { asked, key } = frameRequest(sopUid, n, ranges);
     const whole = async () => {
       const part = await this.frame(instancePath, sopUid, n, ranges);
       return { contentType: part.contentType, body: part.bytes };
