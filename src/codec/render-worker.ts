@@ -11,7 +11,9 @@
  * object). The answer is the encoded image as an ArrayBuffer, transferred back. Errors keep their
  * names across the boundary: RenderParamError (the route answers 400), RenderError.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { closeSync, openSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { isWorkerThread, move } from "piscina";
 import { Dataset, readDicom, Tags } from "../dicom/index.js";
 import { decodeFrame } from "./decode.js";
@@ -68,6 +70,23 @@ export interface RenderFileTask {
   frames: Array<{ number: number; ranges: Array<{ start: number; end: number }> }>;
   params: RenderParams;
   mediaType: RenderMediaType;
+  /** Where the rendered-image cache keeps this image: written here (best effort) before the answer goes back. */
+  cacheFile?: string;
+}
+
+/**
+ * Writes a cache entry atomically (a temporary name in the same folder, then a rename). Blocking
+ * calls are fine off the event loop, and cheaper than the four thread-pool round trips the event
+ * loop would make. A failure (a full disk) only means the image is rendered again next time.
+ */
+function writeCacheFile(file: string, bytes: Uint8Array): void {
+  const temp = join(dirname(file), `.${randomUUID()}`);
+  try {
+    writeFileSync(temp, bytes);
+    renameSync(temp, file);
+  } catch {
+    rmSync(temp, { force: true });
+  }
 }
 
 function readRanges(fd: number, ranges: Array<{ start: number; end: number }>): Uint8Array {
@@ -102,7 +121,9 @@ export async function renderFileTask(task: RenderFileTask): Promise<ArrayBuffer>
     const frames: DecodedFrame[] = [];
     for (const bytes of stored) frames.push(task.native ? { info, pixels: bytes } : await decodeFrame(bytes, task.transferSyntaxUid, info));
     const presentations = task.frames.map((f) => presentationOf(ds, f.number - 1));
-    return answer(await renderFrames(frames, presentations, task.params, task.mediaType));
+    const encoded = await renderFrames(frames, presentations, task.params, task.mediaType);
+    if (task.cacheFile !== undefined) writeCacheFile(task.cacheFile, encoded);
+    return answer(encoded);
   } catch (e) {
     if (e instanceof CodecError) throw new Error(`${CODEC_ERROR_MARK}${e.code}:${e.message}`);
     throw e;

@@ -17,9 +17,9 @@
  *     ymin 0 and ymax 255, rounded to the nearest integer;
  *   Presentation LUT: inverted when Photometric Interpretation is MONOCHROME1 or Presentation LUT
  *     Shape is INVERSE (once: for MONOCHROME1 images the standard's INVERSE means the same thing).
- * The whole chain is folded into one lookup table over the stored values that occur (min to max,
- * up to 65,536 entries), so a pixel costs one table read; wider ranges (32-bit, float pixel data)
- * are computed pixel by pixel.
+ * The whole chain is folded into one lookup table over the raw 8- or 16-bit sample patterns (kept
+ * per presentation, so the slices of a series share one), so a pixel costs one table read; 32-bit
+ * samples use a table over the values that occur, float pixel data is computed pixel by pixel.
  *
  * Colour: RGB as stored (samples of more than 8 bits scaled to 8); YBR_FULL and YBR_FULL_422
  * (also subsampled, as native 4:2:2 is stored) → RGB with PS3.3 C.7.6.3.1.2's equations;
@@ -528,6 +528,51 @@ function resolveVoi(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Exclu
   return { kind: "window", window: autoWindow(range) };
 }
 
+/**
+ * Display tables over raw sample patterns (every 8- or 16-bit pattern a sample can hold: shifting,
+ * masking, sign extension, Modality LUT, VOI and inversion folded in), by everything that decides
+ * them. The slices of a series share their presentation, so a series costs one table; a cold
+ * render then costs one read per pixel and no pass to find the range of values.
+ */
+const patternLuts = new Map<string, Uint8Array>();
+const PATTERN_LUTS = 16;
+
+function patternLut(info: FrameInfo, p: Presentation, window: WindowParams | undefined, display: (m: number) => number): Uint8Array {
+  const { shift, bits, signed } = storedBits(info);
+  // Presentations with tables of their own (Modality or VOI LUT) are built each time: rare, and their keys would be long.
+  const key =
+    window && !p.modalityLut
+      ? `${info.bitsAllocated}/${shift}/${bits}/${signed}/${p.rescaleSlope}/${p.rescaleIntercept}/${window.center}/${window.width}/${window.function}/${info.photometricInterpretation}/${p.presentationLutShape}`
+      : undefined;
+  const cached = key === undefined ? undefined : patternLuts.get(key);
+  if (cached && key !== undefined) {
+    patternLuts.delete(key);
+    patternLuts.set(key, cached);
+    return cached;
+  }
+  const lut = new Uint8Array(info.bitsAllocated <= 8 ? 256 : 65536);
+  const mask = 2 ** bits - 1;
+  const up = 32 - bits;
+  for (let pattern = 0; pattern < lut.length; pattern++) {
+    const s = (pattern >>> shift) & mask;
+    lut[pattern] = display(modalityOf(p, signed ? (s << up) >> up : s));
+  }
+  if (key !== undefined) {
+    patternLuts.set(key, lut);
+    if (patternLuts.size > PATTERN_LUTS) patternLuts.delete(patternLuts.keys().next().value as string);
+  }
+  return lut;
+}
+
+// One function per array type, so each loop stays monomorphic (and fast: about 1 ns a pixel).
+function lookUp16(raw: Uint16Array, lut: Uint8Array, out: Uint8Array): void {
+  for (let i = 0; i < out.length; i++) out[i] = lut[raw[i] as number] as number;
+}
+
+function lookUp8(raw: Uint8Array, lut: Uint8Array, out: Uint8Array): void {
+  for (let i = 0; i < out.length; i++) out[i] = lut[raw[i] as number] as number;
+}
+
 function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Raster {
   const { info } = frame;
   const chosen = resolveVoi(frame, p, voi);
@@ -540,10 +585,18 @@ function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Ras
     return clamp8(y);
   };
   const count = info.rows * info.columns;
-  const out = new Uint8Array(count);
+  // Every byte is written below: no need to zero it first (a quarter of a millisecond for 512²).
+  const out: Uint8Array = Buffer.allocUnsafeSlow(count);
   if (isFloat(info)) {
     const src = samples(frame);
     for (let i = 0; i < count; i++) out[i] = display(modalityOf(p, src[i] as number));
+    return { width: info.columns, height: info.rows, channels: 1, data: out };
+  }
+  if (info.bitsAllocated <= 16) {
+    const lut = patternLut(info, p, chosen.kind === "window" ? chosen.window : undefined, display);
+    const raw = samples(frame);
+    if (raw instanceof Uint16Array) lookUp16(raw, lut, out);
+    else lookUp8(raw as Uint8Array, lut, out);
     return { width: info.columns, height: info.rows, channels: 1, data: out };
   }
   const values = storedValues(frame);
@@ -552,8 +605,7 @@ function greyToRaster(frame: DecodedFrame, p: Presentation, voi: VoiChoice): Ras
     // One table over the values that occur: a pixel costs one read.
     const lut = new Uint8Array(max - min + 1);
     for (let v = 0; v < lut.length; v++) lut[v] = display(modalityOf(p, v + min));
-    if (min === 0) for (let i = 0; i < count; i++) out[i] = lut[values[i] as number] as number;
-    else for (let i = 0; i < count; i++) out[i] = lut[(values[i] as number) - min] as number;
+    for (let i = 0; i < count; i++) out[i] = lut[(values[i] as number) - min] as number;
   } else {
     for (let i = 0; i < count; i++) out[i] = display(modalityOf(p, values[i] as number));
   }
@@ -760,7 +812,8 @@ function encode(img: Sharp, raster: Pick<Raster, "channels">, params: RenderPara
   if (checkIcc(params, mediaType)) img = img.withIccProfile("srgb");
   switch (mediaType) {
     case "image/jpeg":
-      return img.jpeg({ quality: params.quality }).toBuffer();
+      // No Huffman optimisation: it doubles the encode time of a 512² CT for about 1 % fewer bytes.
+      return img.jpeg({ quality: params.quality, optimiseCoding: false }).toBuffer();
     case "image/png":
       return img.png({ compressionLevel: 6 }).toBuffer();
     case "image/gif":

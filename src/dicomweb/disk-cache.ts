@@ -6,7 +6,8 @@
  *
  * A small memory tier in front keeps the most recently used small entries (a viewer asks for the
  * same thumbnail or frame again and again): a hit there costs no system call at all, while a disk
- * hit is open + read + close on the thread pool. Storing happens after the answer is sent.
+ * hit is open + read + close on the thread pool. Storing happens after the answer is sent, or is
+ * done by the worker thread that computed the entry (`getWrittenBy`).
  */
 import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
@@ -95,14 +96,31 @@ export class DiskCache {
     if (running) return running;
     this.misses++;
     this.options.onLookup?.(false);
-    const work = compute();
+    return this.computing(key, compute(), false);
+  }
+
+  /**
+   * Like `get`, but `compute` writes the entry's file itself, at the path it is given (atomically:
+   * a temporary name in the same folder, then a rename), before it resolves. A worker thread does
+   * that with blocking calls, which spares the event loop four round trips to the thread pool.
+   */
+  async getWrittenBy(key: string, compute: (file: string) => Promise<Buffer>): Promise<Buffer> {
+    // A hit, or the same entry being computed: as `get` (which writes the file when it cannot read it).
+    if (this.holds(key)) return this.get(key, () => compute(this.fileOf(key)));
+    this.misses++;
+    this.options.onLookup?.(false);
+    return this.computing(key, compute(this.fileOf(key)), true);
+  }
+
+  private computing(key: string, work: Promise<Buffer>, written: boolean): Promise<Buffer> {
     this.inFlight.set(key, work);
     // The answer goes out as soon as it is computed; the file is written meanwhile. The promise
     // stays in flight until then, so nobody computes the same entry again in between.
     const stored = work
       .then(async (bytes) => {
         this.remember(key, bytes);
-        await this.store(key, bytes).catch(() => undefined);
+        if (written) await this.account(key, bytes.length);
+        else await this.store(key, bytes).catch(() => undefined);
       })
       .catch(() => undefined)
       .finally(() => {
@@ -162,8 +180,13 @@ export class DiskCache {
     const temp = join(this.dir, `.${randomUUID()}`);
     await writeFile(temp, bytes);
     await rename(temp, file);
-    this.entries.set(key, bytes.length);
-    this.bytes += bytes.length;
+    await this.account(key, bytes.length);
+  }
+
+  /** Counts a file now on disk, and evicts the oldest-used entries over the budget. */
+  private async account(key: string, size: number): Promise<void> {
+    this.entries.set(key, size);
+    this.bytes += size;
     for (const oldKey of this.entries.keys()) {
       if (this.bytes <= this.maxBytes) break;
       this.drop(oldKey);

@@ -184,10 +184,11 @@ export class PixelService {
     const key = this.renderedKey(row, n, params, mediaType);
     const frameCount = this.frameTable(row).frames.length;
     const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
-    return this.renderedCache.get(key, async () => {
-      const path = this.options.archive.blobs.localPath(row.blobKey);
-      const table = this.frameTable(row);
-      if (path !== undefined && table.rangesInFile) {
+    const path = this.options.archive.blobs.localPath(row.blobKey);
+    const table = this.frameTable(row);
+    if (path !== undefined && table.rangesInFile) {
+      // The worker reads the stored file, renders, and writes the cache entry itself.
+      return this.renderedCache.getWrittenBy(key, async (cacheFile) => {
         const task = {
           path,
           headerEnd: this.headerEnd(row, true),
@@ -196,9 +197,12 @@ export class PixelService {
           frames: numbers.map((f) => ({ number: f, ranges: table.frames[f - 1] ?? [] })),
           params,
           mediaType,
+          cacheFile,
         };
         return Buffer.from(await this.options.pool.renderFile(task));
-      }
+      });
+    }
+    return this.renderedCache.get(key, async () => {
       const ds = await this.header(row);
       const frames = [];
       const presentations: Presentation[] = [];

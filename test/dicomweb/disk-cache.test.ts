@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -67,4 +67,33 @@ test("disk cache: forget drops the memory and disk entries of one instance, whet
     return Buffer.alloc(100, 1);
   });
   assert.ok(recomputed, "a forgotten entry is computed again");
+});
+
+test("disk cache: an entry whose file the computation wrote itself is counted, served from disk and evicted like any other", async (t) => {
+  const dir = tempDir(t);
+  // No memory tier: every hit below is read from the file the computation wrote.
+  const cache = new DiskCache(dir, 2500, { memoryBytes: 0 });
+  let computed = 0;
+  const writer = (fill: number) => async (file: string) => {
+    computed++;
+    const bytes = Buffer.alloc(1000, fill);
+    writeFileSync(file, bytes);
+    return bytes;
+  };
+  const first = await Promise.all(Array.from({ length: 3 }, () => cache.getWrittenBy("w1", writer(1))));
+  assert.equal(computed, 1, "a stampede computes once");
+  for (const b of first) assert.deepEqual(b, Buffer.alloc(1000, 1));
+  await settle(cache, 1, dir);
+  assert.deepEqual(await cache.getWrittenBy("w1", writer(9)), Buffer.alloc(1000, 1));
+  assert.equal(computed, 1, "the second request is a disk hit");
+  assert.equal(cache.size, 1000);
+  // Over the 2,500-byte budget: the oldest-used entry goes, its file too.
+  await cache.getWrittenBy("w2", writer(2));
+  await cache.getWrittenBy("w3", writer(3));
+  await settle(cache, 2, dir);
+  assert.equal(cache.size, 2000);
+  assert.deepEqual(await cache.get("w1", async () => Buffer.alloc(1000, 7)), Buffer.alloc(1000, 7), "w1 was evicted and computed again");
+  // A file that vanished is computed (and written) again rather than failing the request.
+  for (const f of filesIn(dir)) rmSync(join(dir, f));
+  assert.deepEqual(await cache.getWrittenBy("w3", writer(4)), Buffer.alloc(1000, 4));
 });
