@@ -11,9 +11,7 @@
  * object). The answer is the encoded image as an ArrayBuffer, transferred back. Errors keep their
  * names across the boundary: RenderParamError (the route answers 400), RenderError.
  */
-import { randomUUID } from "node:crypto";
-import { closeSync, openSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { closeSync, openSync, readSync } from "node:fs";
 import { isWorkerThread, move } from "piscina";
 import { Dataset, readDicom, Tags } from "../dicom/index.js";
 import { decodeFrame } from "./decode.js";
@@ -70,28 +68,34 @@ export interface RenderFileTask {
   frames: Array<{ number: number; ranges: Array<{ start: number; end: number }> }>;
   params: RenderParams;
   mediaType: RenderMediaType;
-  /** Where the rendered-image cache keeps this image: written here (best effort) before the answer goes back. */
-  cacheFile?: string;
 }
 
 /**
- * Writes a cache entry atomically (a temporary name in the same folder, then a rename). Blocking
- * calls are fine off the event loop, and cheaper than the four thread-pool round trips the event
- * loop would make. A failure (a full disk) only means the image is rendered again next time.
+ * One reusable read buffer per thread for a single frame's bytes: a fresh 512 KiB buffer per image
+ * costs more in page faults and zeroing than the read itself. Taken by one task at a time; a
+ * second taker (never, in a pool worker) gets a buffer of its own.
  */
-function writeCacheFile(file: string, bytes: Uint8Array): void {
-  const temp = join(dirname(file), `.${randomUUID()}`);
-  try {
-    writeFileSync(temp, bytes);
-    renameSync(temp, file);
-  } catch {
-    rmSync(temp, { force: true });
+class ReadBuffer {
+  #bytes = new Uint8Array(0);
+  #taken = false;
+
+  take(size: number): Uint8Array {
+    if (this.#taken) return new Uint8Array(size);
+    this.#taken = true;
+    if (this.#bytes.length < size) this.#bytes = new Uint8Array(size);
+    return this.#bytes.subarray(0, size);
+  }
+
+  give(bytes: Uint8Array): void {
+    if (bytes.buffer === this.#bytes.buffer) this.#taken = false;
   }
 }
 
-function readRanges(fd: number, ranges: Array<{ start: number; end: number }>): Uint8Array {
+const frameBuffer = new ReadBuffer();
+
+function readRanges(fd: number, ranges: Array<{ start: number; end: number }>, into?: ReadBuffer): Uint8Array {
   const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
-  const out = new Uint8Array(total);
+  const out = into ? into.take(total) : new Uint8Array(total);
   let at = 0;
   for (const r of ranges) {
     let done = 0;
@@ -106,13 +110,14 @@ function readRanges(fd: number, ranges: Array<{ start: number; end: number }>): 
 }
 
 export async function renderFileTask(task: RenderFileTask): Promise<ArrayBuffer> {
+  let stored: Uint8Array[] = [];
   try {
     const fd = openSync(task.path, "r");
     let header: Uint8Array;
-    let stored: Uint8Array[];
     try {
       header = readRanges(fd, [{ start: 0, end: task.headerEnd }]);
-      stored = task.frames.map((f) => readRanges(fd, f.ranges));
+      // One frame (a JPEG or PNG) is read into the thread's buffer; an animation's frames each get their own.
+      stored = task.frames.map((f) => readRanges(fd, f.ranges, task.frames.length === 1 ? frameBuffer : undefined));
     } finally {
       closeSync(fd);
     }
@@ -121,12 +126,12 @@ export async function renderFileTask(task: RenderFileTask): Promise<ArrayBuffer>
     const frames: DecodedFrame[] = [];
     for (const bytes of stored) frames.push(task.native ? { info, pixels: bytes } : await decodeFrame(bytes, task.transferSyntaxUid, info));
     const presentations = task.frames.map((f) => presentationOf(ds, f.number - 1));
-    const encoded = await renderFrames(frames, presentations, task.params, task.mediaType);
-    if (task.cacheFile !== undefined) writeCacheFile(task.cacheFile, encoded);
-    return answer(encoded);
+    return answer(await renderFrames(frames, presentations, task.params, task.mediaType));
   } catch (e) {
     if (e instanceof CodecError) throw new Error(`${CODEC_ERROR_MARK}${e.code}:${e.message}`);
     throw e;
+  } finally {
+    for (const bytes of stored) frameBuffer.give(bytes);
   }
 }
 

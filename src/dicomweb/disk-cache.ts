@@ -6,8 +6,8 @@
  *
  * A small memory tier in front keeps the most recently used small entries (a viewer asks for the
  * same thumbnail or frame again and again): a hit there costs no system call at all, while a disk
- * hit is open + read + close on the thread pool. Storing happens after the answer is sent, or is
- * done by the worker thread that computed the entry (`getWrittenBy`).
+ * hit is open + read + close on the thread pool. Storing happens after the answer is sent; with
+ * `writeOnEviction` an entry the memory tier keeps is written only when it leaves memory.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
@@ -20,6 +20,12 @@ export const cacheFileName = (key: string): string => createHash("sha256").updat
 export interface DiskCacheOptions {
   /** Memory for recently used entries (0: none). Entries above 1/16 of it stay on disk only. */
   memoryBytes?: number;
+  /**
+   * Write an entry to disk only when it leaves the memory tier (or is too big for it), not as soon
+   * as it is made. For small entries that are cheap to make (rendered images): writing each one
+   * costs about as much as rendering it, and most are asked for again while still in memory.
+   */
+  writeOnEviction?: boolean;
   onLookup?: (hit: boolean) => void;
 }
 
@@ -32,8 +38,10 @@ export class DiskCache {
   private memoryUsed = 0;
   private readonly memoryBytes: number;
   private readonly inFlight = new Map<string, Promise<Buffer>>();
-  /** Key → the computation and its storing, until the file is written (forget waits for them). */
-  private readonly storing = new Map<string, Promise<void>>();
+  /** Entries that left memory and whose files are being written (still served from here). */
+  private readonly spilling = new Map<string, Buffer>();
+  /** Computations and file writes under way, with their keys (forget and put wait for them). */
+  private readonly writes = new Map<Promise<void>, string>();
   hits = 0;
   misses = 0;
 
@@ -65,7 +73,10 @@ export class DiskCache {
    */
   cached(key: string): Buffer | undefined {
     const inMemory = this.memory.get(key);
-    if (inMemory === undefined) return undefined;
+    if (inMemory === undefined) {
+      const leaving = this.spilling.get(key);
+      return leaving === undefined ? undefined : this.hit(leaving);
+    }
     this.memory.delete(key);
     this.memory.set(key, inMemory);
     this.touch(key);
@@ -74,7 +85,7 @@ export class DiskCache {
 
   /** True when `key` is cached (in memory or on disk) or being computed. */
   holds(key: string): boolean {
-    return this.memory.has(key) || this.entries.has(key) || this.inFlight.has(key);
+    return this.memory.has(key) || this.spilling.has(key) || this.entries.has(key) || this.inFlight.has(key);
   }
 
   /** The cached bytes for `key`, or `compute()`'s, stored for next time. */
@@ -96,39 +107,30 @@ export class DiskCache {
     if (running) return running;
     this.misses++;
     this.options.onLookup?.(false);
-    return this.computing(key, compute(), false);
-  }
-
-  /**
-   * Like `get`, but `compute` writes the entry's file itself, at the path it is given (atomically:
-   * a temporary name in the same folder, then a rename), before it resolves. A worker thread does
-   * that with blocking calls, which spares the event loop four round trips to the thread pool.
-   */
-  async getWrittenBy(key: string, compute: (file: string) => Promise<Buffer>): Promise<Buffer> {
-    // A hit, or the same entry being computed: as `get` (which writes the file when it cannot read it).
-    if (this.holds(key)) return this.get(key, () => compute(this.fileOf(key)));
-    this.misses++;
-    this.options.onLookup?.(false);
-    return this.computing(key, compute(this.fileOf(key)), true);
-  }
-
-  private computing(key: string, work: Promise<Buffer>, written: boolean): Promise<Buffer> {
+    const work = compute();
     this.inFlight.set(key, work);
     // The answer goes out as soon as it is computed; the file is written meanwhile. The promise
-    // stays in flight until then, so nobody computes the same entry again in between.
-    const stored = work
-      .then(async (bytes) => {
-        this.remember(key, bytes);
-        if (written) await this.account(key, bytes.length);
-        else await this.store(key, bytes).catch(() => undefined);
-      })
-      .catch(() => undefined)
-      .finally(() => {
-        this.inFlight.delete(key);
-        this.storing.delete(key);
-      });
-    this.storing.set(key, stored);
+    // stays in flight until the entry is in memory or on disk, so nobody computes it again.
+    this.track(
+      key,
+      work
+        .then(async (bytes) => {
+          if (this.remember(key, bytes) && this.options.writeOnEviction) return;
+          await this.store(key, bytes).catch(() => undefined);
+        })
+        .catch(() => undefined)
+        .finally(() => this.inFlight.delete(key)),
+    );
     return work;
+  }
+
+  private track(key: string, write: Promise<void>): void {
+    const settled = write.finally(() => this.writes.delete(settled));
+    this.writes.set(settled, key);
+  }
+
+  private writesOf(match: (key: string) => boolean): Array<Promise<void>> {
+    return [...this.writes].filter(([, k]) => match(k)).map(([p]) => p);
   }
 
   private touch(key: string): void {
@@ -150,15 +152,30 @@ export class DiskCache {
     }
   }
 
-  private remember(key: string, bytes: Buffer): void {
-    if (bytes.length * 16 > this.memoryBytes || this.memory.has(key)) return;
+  /** Keeps the entry in the memory tier if it fits (true), evicting the oldest-used ones. */
+  private remember(key: string, bytes: Buffer): boolean {
+    if (bytes.length * 16 > this.memoryBytes) return false;
+    if (this.memory.has(key)) return true;
     this.memory.set(key, bytes);
     this.memoryUsed += bytes.length;
     for (const [oldKey, old] of this.memory) {
       if (this.memoryUsed <= this.memoryBytes) break;
       this.memory.delete(oldKey);
       this.memoryUsed -= old.length;
+      if (this.options.writeOnEviction && !this.entries.has(oldKey)) this.spill(oldKey, old);
     }
+    return true;
+  }
+
+  /** Writes an entry that leaves memory to disk; until it is written it is still served. */
+  private spill(key: string, bytes: Buffer): void {
+    this.spilling.set(key, bytes);
+    this.track(
+      key,
+      this.store(key, bytes)
+        .catch(() => undefined)
+        .finally(() => this.spilling.delete(key)),
+    );
   }
 
   private drop(key: string): void {
@@ -180,13 +197,8 @@ export class DiskCache {
     const temp = join(this.dir, `.${randomUUID()}`);
     await writeFile(temp, bytes);
     await rename(temp, file);
-    await this.account(key, bytes.length);
-  }
-
-  /** Counts a file now on disk, and evicts the oldest-used entries over the budget. */
-  private async account(key: string, size: number): Promise<void> {
-    this.entries.set(key, size);
-    this.bytes += size;
+    this.entries.set(key, bytes.length);
+    this.bytes += bytes.length;
     for (const oldKey of this.entries.keys()) {
       if (this.bytes <= this.maxBytes) break;
       this.drop(oldKey);
@@ -196,7 +208,7 @@ export class DiskCache {
 
   /** The cached bytes for `key` without computing anything (proxy mode revalidates before it replaces). */
   async peek(key: string): Promise<Buffer | undefined> {
-    const inMemory = this.memory.get(key);
+    const inMemory = this.memory.get(key) ?? this.spilling.get(key);
     if (inMemory !== undefined) {
       this.touch(key);
       return inMemory;
@@ -216,15 +228,21 @@ export class DiskCache {
 
   /** Stores (or replaces) the bytes for `key`. */
   async put(key: string, bytes: Buffer): Promise<void> {
+    // An older write of the same key must not land after (and over) this one.
+    await Promise.all(this.writesOf((k) => k === key));
+    const onDisk = this.entries.has(key);
     this.drop(key);
-    this.remember(key, bytes);
+    if (this.remember(key, bytes) && this.options.writeOnEviction) {
+      if (onDisk) await unlink(this.fileOf(key)).catch(() => undefined);
+      return;
+    }
     await this.store(key, bytes).catch(() => undefined);
   }
 
   /** Drops every entry whose key starts with `prefix` (an instance's content hash when it is deleted). */
   async forget(prefix: string): Promise<number> {
     // An entry being written now would otherwise land on disk after we looked.
-    await Promise.all([...this.storing].filter(([k]) => k.startsWith(prefix)).map(([, p]) => p));
+    await Promise.all(this.writesOf((k) => k.startsWith(prefix)));
     const doomed = [...new Set([...this.entries.keys(), ...this.memory.keys()])].filter((k) => k.startsWith(prefix));
     for (const key of doomed) {
       const onDisk = this.entries.has(key);

@@ -46,8 +46,10 @@ export class PixelService {
       memoryBytes: Math.floor(memory / 2),
       onLookup: (hit) => options.onLookup?.("native", hit),
     });
+    // Rendered images are written to disk only when they leave memory: writing each one costs about as much as rendering it.
     this.renderedCache = new DiskCache(join(options.cacheDir, "rendered"), options.renderedCacheBytes, {
       memoryBytes: Math.ceil(memory / 2),
+      writeOnEviction: true,
       onLookup: (hit) => options.onLookup?.("rendered", hit),
     });
   }
@@ -184,11 +186,10 @@ export class PixelService {
     const key = this.renderedKey(row, n, params, mediaType);
     const frameCount = this.frameTable(row).frames.length;
     const numbers = n !== undefined ? [n] : mediaType === "image/gif" ? Array.from({ length: frameCount }, (_, i) => i + 1) : [1];
-    const path = this.options.archive.blobs.localPath(row.blobKey);
-    const table = this.frameTable(row);
-    if (path !== undefined && table.rangesInFile) {
-      // The worker reads the stored file, renders, and writes the cache entry itself.
-      return this.renderedCache.getWrittenBy(key, async (cacheFile) => {
+    return this.renderedCache.get(key, async () => {
+      const path = this.options.archive.blobs.localPath(row.blobKey);
+      const table = this.frameTable(row);
+      if (path !== undefined && table.rangesInFile) {
         const task = {
           path,
           headerEnd: this.headerEnd(row, true),
@@ -197,12 +198,9 @@ export class PixelService {
           frames: numbers.map((f) => ({ number: f, ranges: table.frames[f - 1] ?? [] })),
           params,
           mediaType,
-          cacheFile,
         };
         return Buffer.from(await this.options.pool.renderFile(task));
-      });
-    }
-    return this.renderedCache.get(key, async () => {
+      }
       const ds = await this.header(row);
       const frames = [];
       const presentations: Presentation[] = [];

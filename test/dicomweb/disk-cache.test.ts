@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { DiskCache } from "../../src/dicomweb/disk-cache.js";
+import { cacheFileName, DiskCache } from "../../src/dicomweb/disk-cache.js";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "voxelgate-disk-cache-"));
@@ -69,31 +69,53 @@ test("disk cache: forget drops the memory and disk entries of one instance, whet
   assert.ok(recomputed, "a forgotten entry is computed again");
 });
 
-test("disk cache: an entry whose file the computation wrote itself is counted, served from disk and evicted like any other", async (t) => {
+test("disk cache with writeOnEviction: entries stay in memory unwritten, are written when they leave it, and are served from disk after", async (t) => {
   const dir = tempDir(t);
-  // No memory tier: every hit below is read from the file the computation wrote.
-  const cache = new DiskCache(dir, 2500, { memoryBytes: 0 });
+  // 16 KiB of memory (entries up to 1 KiB), 3,000 bytes of disk.
+  const cache = new DiskCache(dir, 3000, { memoryBytes: 16 * 1024, writeOnEviction: true });
   let computed = 0;
-  const writer = (fill: number) => async (file: string) => {
-    computed++;
-    const bytes = Buffer.alloc(1000, fill);
-    writeFileSync(file, bytes);
-    return bytes;
-  };
-  const first = await Promise.all(Array.from({ length: 3 }, () => cache.getWrittenBy("w1", writer(1))));
+  const make =
+    (fill: number, size = 1000) =>
+    async () => {
+      computed++;
+      return Buffer.alloc(size, fill);
+    };
+  const first = await Promise.all(Array.from({ length: 3 }, () => cache.get("e0", make(0))));
   assert.equal(computed, 1, "a stampede computes once");
-  for (const b of first) assert.deepEqual(b, Buffer.alloc(1000, 1));
-  await settle(cache, 1, dir);
-  assert.deepEqual(await cache.getWrittenBy("w1", writer(9)), Buffer.alloc(1000, 1));
-  assert.equal(computed, 1, "the second request is a disk hit");
-  assert.equal(cache.size, 1000);
-  // Over the 2,500-byte budget: the oldest-used entry goes, its file too.
-  await cache.getWrittenBy("w2", writer(2));
-  await cache.getWrittenBy("w3", writer(3));
+  for (const b of first) assert.deepEqual(b, Buffer.alloc(1000, 0));
+  for (let i = 1; i < 16; i++) await cache.get(`e${i}`, make(i));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(cache.fileCount(), 0, "16 entries fit in memory: nothing written");
+  assert.equal(cache.memorySize, 16_000);
+  // Two more push the two oldest out of memory: they are written then.
+  await cache.get("e16", make(16));
+  await cache.get("e17", make(17));
   await settle(cache, 2, dir);
   assert.equal(cache.size, 2000);
-  assert.deepEqual(await cache.get("w1", async () => Buffer.alloc(1000, 7)), Buffer.alloc(1000, 7), "w1 was evicted and computed again");
-  // A file that vanished is computed (and written) again rather than failing the request.
-  for (const f of filesIn(dir)) rmSync(join(dir, f));
-  assert.deepEqual(await cache.getWrittenBy("w3", writer(4)), Buffer.alloc(1000, 4));
+  assert.deepEqual(await cache.get("e0", make(99)), Buffer.alloc(1000, 0), "e0 is read back from its file");
+  assert.deepEqual(await cache.get("e1", make(99)), Buffer.alloc(1000, 1));
+  assert.equal(computed, 18, "neither was computed again");
+  // An entry too big for memory is written right away.
+  await cache.get("big", make(50, 2000));
+  for (let i = 0; i < 100 && !filesIn(dir).includes(cacheFileName("big")); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(filesIn(dir).includes(cacheFileName("big")), "the big entry's file");
+  assert.ok(cache.size <= 3000, `disk within its budget: ${cache.size}`);
+  assert.deepEqual(await cache.get("big", make(51, 2000)), Buffer.alloc(2000, 50));
+  assert.equal(computed, 19);
+  // forget waits for writes under way and drops memory and disk entries alike.
+  for (let i = 18; i < 40; i++) await cache.get(`e${i}`, make(i));
+  assert.ok(countHeld(cache, 40) >= 16, "memory holds 16 entries, the disk a few, more are being written");
+  assert.ok((await cache.forget("e")) >= 16);
+  assert.equal(countHeld(cache, 40), 0, "every e entry forgotten");
+  assert.ok(
+    filesIn(dir).every((f) => f === cacheFileName("big")),
+    "no e entry's file is left (the big one may have been evicted by the spills)",
+  );
+  assert.equal(cache.memorySize, 0);
 });
+
+function countHeld(cache: DiskCache, n: number): number {
+  let held = 0;
+  for (let i = 0; i < n; i++) if (cache.holds(`e${i}`)) held++;
+  return held;
+}

@@ -887,7 +887,8 @@ test("caches never serve an instance's old pixels after it is overwritten (frame
 
 test("deleting an instance drops its cache files (native and rendered): no deleted patient pixels left under <data>/cache", async (t) => {
   if (!need(t)) return;
-  const s = await startInProcess(t, { allowDelete: true, codecThreads: 2 });
+  // No memory tier: rendered images, kept in memory until evicted otherwise, go straight to disk.
+  const s = await startInProcess(t, { allowDelete: true, codecThreads: 2, pixelMemoryCacheBytes: 0 });
   const uids = {
     studyUid: "1.2.826.0.1.3680043.10.543.81",
     seriesUid: "1.2.826.0.1.3680043.10.543.82",
