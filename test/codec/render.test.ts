@@ -423,6 +423,33 @@ test("BitsStored: garbage in the high bits is masked, signed values are sign-ext
   );
 });
 
+test("16-bit frames of any length and alignment, signed or not: every pixel as the window function says", () => {
+  const seeded = (n: number, seed: number) => {
+    let x = seed;
+    return Array.from({ length: n }, () => ((x = (x * 1103515245 + 12345) >>> 0), x >>> 16));
+  };
+  for (const [n, offset, signed] of [
+    [512 * 3, 0, false],
+    [1027, 0, true],
+    [1030, 2, false], // the samples start 2 bytes into their buffer: not 32-bit aligned
+    [7, 6, true],
+  ] as Array<[number, number, boolean]>) {
+    const patterns = seeded(n, n + offset);
+    const bytes = new Uint8Array(offset + n * 2);
+    new Uint16Array(bytes.buffer, offset, n).set(patterns);
+    const info = greyInfo({ columns: n, pixelRepresentation: signed ? 1 : 0 });
+    const p: Presentation = { rescaleSlope: 1.5, rescaleIntercept: -1024 };
+    const window = { center: 40, width: 400, function: "linear" as const };
+    const got = Array.from(renderRaster({ info, pixels: bytes.subarray(offset) }, p, { window }).data);
+    const want = patterns.map((v) => {
+      const stored = signed && v >= 0x8000 ? v - 0x10000 : v;
+      const y = applyWindow(stored * 1.5 - 1024, window);
+      return y <= 0 ? 0 : y >= 255 ? 255 : Math.round(y);
+    });
+    assert.deepEqual(got, want, `${n} pixels at byte offset ${offset}, ${signed ? "signed" : "unsigned"}`);
+  }
+});
+
 test("VOI choice: the request's window, else the dataset's, else its VOI LUT, else min–max", () => {
   const f = frame16([100, 200, 300]);
   const withWindow: Presentation = { ...identity, window: { center: 200, width: 100, function: "linear-exact" } };
