@@ -18,7 +18,7 @@ import { decodeFrame } from "./decode.js";
 import { CODEC_ERROR_MARK, CodecError } from "./errors.js";
 import { frameInfoOf } from "./frame-info.js";
 import { parseRenderParams, type RenderMediaType, type RenderParams } from "./render-params.js";
-import { type Presentation, presentationOf, renderFrames } from "./render.js";
+import { type Presentation, presentationOf, renderFrames, ScratchBuffer } from "./render.js";
 import type { DecodedFrame, FrameInfo } from "./types.js";
 
 export interface RenderTaskFrame {
@@ -70,30 +70,10 @@ export interface RenderFileTask {
   mediaType: RenderMediaType;
 }
 
-/**
- * One reusable read buffer per thread for a single frame's bytes: a fresh 512 KiB buffer per image
- * costs more in page faults and zeroing than the read itself. Taken by one task at a time; a
- * second taker (never, in a pool worker) gets a buffer of its own.
- */
-class ReadBuffer {
-  #bytes = new Uint8Array(0);
-  #taken = false;
+/** A single frame is read into the thread's buffer rather than a fresh one per image. */
+const frameBuffer = new ScratchBuffer();
 
-  take(size: number): Uint8Array {
-    if (this.#taken) return new Uint8Array(size);
-    this.#taken = true;
-    if (this.#bytes.length < size) this.#bytes = new Uint8Array(size);
-    return this.#bytes.subarray(0, size);
-  }
-
-  give(bytes: Uint8Array): void {
-    if (bytes.buffer === this.#bytes.buffer) this.#taken = false;
-  }
-}
-
-const frameBuffer = new ReadBuffer();
-
-function readRanges(fd: number, ranges: Array<{ start: number; end: number }>, into?: ReadBuffer): Uint8Array {
+function readRanges(fd: number, ranges: Array<{ start: number; end: number }>, into?: ScratchBuffer): Uint8Array {
   const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
   const out = into ? into.take(total) : new Uint8Array(total);
   let at = 0;

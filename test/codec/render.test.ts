@@ -450,6 +450,26 @@ test("16-bit frames of any length and alignment, signed or not: every pixel as t
   }
 });
 
+test("renders running at the same time in one thread each get their own raster (the reused one is never shared)", async () => {
+  const frames = [0, 1, 2].map((k) =>
+    frame16(
+      Array.from({ length: 64 * 64 }, (_, i) => (i * (k + 3)) % 4096),
+      { rows: 64, columns: 64 },
+    ),
+  );
+  const png = params("window=2048,4096,linear");
+  const one = async (f: DecodedFrame) =>
+    (
+      await sharp(await renderFrame(f, identity, png, "image/png"))
+        .raw()
+        .toBuffer()
+    ).toString("hex");
+  const alone: string[] = [];
+  for (const f of frames) alone.push(await one(f));
+  assert.equal(new Set(alone).size, 3, "three different images");
+  assert.deepEqual(await Promise.all(frames.map(one)), alone);
+});
+
 test("VOI choice: the request's window, else the dataset's, else its VOI LUT, else min–max", () => {
   const f = frame16([100, 200, 300]);
   const withWindow: Presentation = { ...identity, window: { center: 200, width: 100, function: "linear-exact" } };
