@@ -152,7 +152,13 @@ export class DurableSink {
     this.#retryAt = Date.now() + delay;
     if (this.#timer) clearTimeout(this.#timer);
     if (!this.#closed) {
-      this.#timer = setTimeout(() => this.#kick(), delay);
+      this.#timer = setTimeout(() => {
+        // The backoff is over when its timer fires, whatever Date.now() says: timers run on the
+        // event loop's clock, which can be a millisecond behind, and a pump that still saw the
+        // backoff would skip the spool and leave no timer behind (stuck until the next record).
+        this.#retryAt = 0;
+        this.#kick();
+      }, delay);
       this.#timer.unref();
     }
   }

@@ -122,7 +122,15 @@ class TlsTransport implements Transport {
       // The receiver never writes: its closing (end) or any error means the connection is gone.
       socket.on("data", () => undefined);
       socket.once("end", () => this.#drop(socket));
-      socket.once("close", () => this.#drop(socket));
+      socket.once("close", () => {
+        this.#drop(socket);
+        // Closed before the handshake without an error (a receiver going down as we connect): this
+        // attempt must still fail, or every later send would wait on it forever. After
+        // secureConnect the promise is settled and this changes nothing.
+        reject(
+          new Error(`the syslog receiver at ${this.#options.host}:${this.#options.port} closed the connection during the TLS handshake`),
+        );
+      });
       socket.once("error", (err) => {
         this.#drop(socket);
         reject(err);
