@@ -19,7 +19,12 @@ import type { CodecTask, CodecTaskResult } from "./worker.js";
 export interface CodecPoolOptions {
   /** Worker threads (default: available parallelism, at least 1). */
   size?: number;
-  /** A thread idle this long exits (default 30 s); the pool starts one again when needed. */
+  /**
+   * A thread idle this long exits, and the pool starts one again when needed. Default: threads
+   * live as long as the pool. A new thread loads sharp and the codecs and runs its first couple of
+   * hundred images partly uncompiled (about 40 % slower), so a server keeps its warm threads; set
+   * this to give their memory (some tens of MB) back in long idle periods.
+   */
   idleTimeoutMs?: number;
   /**
    * Longest a task may run (default 60 s): a hostile codestream must not hold a thread. The worker
@@ -68,7 +73,7 @@ export class CodecPool {
     this.timeoutMs = options.taskTimeoutMs ?? 60_000;
     this.piscina = new Piscina({
       filename: WORKER,
-      minThreads: 0,
+      minThreads: options.idleTimeoutMs === undefined ? this.size : 0,
       maxThreads: this.size,
       idleTimeout: options.idleTimeoutMs ?? 30_000,
     });
@@ -133,7 +138,7 @@ export class CodecPool {
    */
   private wakeAll(): void {
     if (this.waking !== undefined || this.piscina.threads.length >= this.size) return;
-    this.waking = this.warm()
+    this.waking = this.warm(1)
       .catch(() => undefined)
       .finally(() => {
         this.waking = undefined;
@@ -174,11 +179,13 @@ export class CodecPool {
   }
 
   /**
-   * Starts every thread and has it render a tiny image once, so the first viewer's images do not
-   * pay for loading sharp and the codecs' JavaScript (~0.1–0.3 s per thread). Best effort.
+   * Starts every thread and has it render a 512² CT-like image `renders` times, so the first
+   * viewer's images do not pay for loading sharp and the codecs (~0.1–0.3 s per thread) nor run
+   * uncompiled. Best effort. At start-up, where nothing waits, 24 renders (~0.1 s per thread); when
+   * threads were restarted under load, 1 (requests queue behind the warm-up).
    */
-  async warm(): Promise<void> {
-    await Promise.all(Array.from({ length: this.size }, () => this.piscina.run(null, { filename: RENDER_WORKER, name: "warmTask" })));
+  async warm(renders = 24): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, () => this.piscina.run(renders, { filename: RENDER_WORKER, name: "warmTask" })));
   }
 
   /** Tasks waiting for a thread. */

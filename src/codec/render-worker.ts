@@ -117,20 +117,29 @@ export async function renderFileTask(task: RenderFileTask): Promise<ArrayBuffer>
 
 export default renderTask;
 
-/** Loads what a render needs (sharp, the renderer's code) by rendering an 8×8 grey image once. */
-export async function warmTask(): Promise<number> {
+/**
+ * Loads what a render needs (sharp, the renderer's code) and gets its hot paths compiled: a 512²
+ * 16-bit CT-like frame through window, display table and JPEG encoding, `renders` times.
+ */
+export async function warmTask(renders: number | null): Promise<number> {
+  const side = 512;
   const info: FrameInfo = {
-    rows: 8,
-    columns: 8,
+    rows: side,
+    columns: side,
     samplesPerPixel: 1,
-    bitsAllocated: 8,
-    bitsStored: 8,
-    highBit: 7,
+    bitsAllocated: 16,
+    bitsStored: 16,
+    highBit: 15,
     pixelRepresentation: 0,
     photometricInterpretation: "MONOCHROME2",
     planarConfiguration: 0,
   };
-  const ds = new Dataset(true);
-  const image = await renderFrames([{ info, pixels: new Uint8Array(64) }], presentationOf(ds), parseRenderParams([]), "image/jpeg");
-  return image.length;
+  const samples = new Uint16Array(side * side);
+  for (let i = 0; i < samples.length; i++) samples[i] = ((i % side) * 3 + Math.floor(i / side) * 5) % 2048; // 0–2047, like CT
+  const frame = { info, pixels: new Uint8Array(samples.buffer) };
+  const presentation: Presentation = { ...presentationOf(new Dataset(true)), rescaleIntercept: -1024 };
+  const params = parseRenderParams([["window", "40,400"]]);
+  let bytes = 0;
+  for (let i = 0; i < Math.max(1, renders ?? 1); i++) bytes += (await renderFrames([frame], presentation, params, "image/jpeg")).length;
+  return bytes;
 }

@@ -16,6 +16,12 @@ export interface DurableSinkOptions {
   retryMaxMs: number;
   /** Records handed to the sink per write. */
   maxBatch?: number;
+  /**
+   * How long a first record waits for others before the batch is written (default 10 ms): under
+   * load, one write and one disk flush for many requests instead of one each. flush() and a full
+   * batch do not wait.
+   */
+  lingerMs?: number;
   /** Counts outcomes: "written" (delivered), "spooled", "dropped" (lost: the spool was full or failing). */
   count(outcome: "written" | "spooled" | "dropped", n: number): void;
   warn(message: string): void;
@@ -38,6 +44,7 @@ export class DurableSink {
   #failures = 0;
   #retryAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  #linger: NodeJS.Timeout | undefined;
   #lastError: string | undefined;
   #downSince: Date | undefined;
   #dropped = 0;
@@ -58,7 +65,9 @@ export class DurableSink {
   /** Queues a record; returns at once. */
   enqueue(record: AuditRecord): void {
     this.#queue.push(record);
-    this.#kick();
+    const linger = this.options.lingerMs ?? 10;
+    if (linger <= 0 || this.#queue.length >= (this.options.maxBatch ?? 500)) this.#kick();
+    else this.#linger ??= setTimeout(() => this.#kick(), linger).unref();
   }
 
   health(): SinkHealth {
@@ -79,6 +88,7 @@ export class DurableSink {
 
   /** Waits until the queue is empty (delivered or spooled). */
   async flush(): Promise<void> {
+    if (this.#linger) this.#kick();
     while (this.#pumping) await this.#pumping;
   }
 
@@ -91,6 +101,8 @@ export class DurableSink {
   }
 
   #kick(): void {
+    if (this.#linger) clearTimeout(this.#linger);
+    this.#linger = undefined;
     if (this.#pumping) return;
     this.#pumping = this.#pump().finally(() => {
       this.#pumping = undefined;
