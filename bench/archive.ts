@@ -43,7 +43,6 @@ import {
   expectStatus,
   firstValue,
   fmt,
-  inFlight,
   type Json,
   median,
   parseJson,
@@ -608,21 +607,24 @@ export const archiveSuite: Suite = {
         const sizes = new Map<Side, Set<string>>(sides.map((s) => [s, new Set()]));
         const jpegBytes = new Map<Side, number>();
         const rate = new Map<Side, { calls: number; ms: number }>();
-        // One render of another series first: Voxelgate starts its render workers on the first request (~0.3 s).
+        // One render of another series first (a server may start its render threads on the first request).
         for (const side of sides) await rendered(side, big, 0, true);
         const cpu = new CpuMeter(sides);
+        // The load comes from a worker thread, as for the cached images below: the bench's own heap
+        // and garbage collection must not be what is measured. Each answer is checked to be a JPEG.
         for (const side of sides) {
-          const seen = sizes.get(side) as Set<string>;
-          rate.set(
-            side,
-            await inFlight(coldConcurrency, picks.length, async (i) => {
-              const a = await rendered(side, second, picks[i] as number, i === 0);
-              seen.add(`${a.width}×${a.height}`);
-              jpegBytes.set(side, (jpegBytes.get(side) ?? 0) + a.bytes);
-            }),
-          );
+          const r = await loadFromWorker({
+            jpegs: picks.map((i) => `${side.client.root}${instancePath(second, i)}/rendered`),
+            headers: { accept: RENDERED_ACCEPT },
+            concurrency: coldConcurrency,
+          });
+          rate.set(side, r);
+          for (const size of r.sizes ?? []) (sizes.get(side) as Set<string>).add(size);
+          jpegBytes.set(side, r.bytes ?? 0);
         }
         const coldNote = cpu.note();
+        // The first image (cached now, the same bytes as served cold) decoded whole: not one flat grey.
+        for (const side of sides) await rendered(side, second, picks[0] as number, true);
         const perSecond = (side: Side | undefined) => {
           const r = side ? rate.get(side) : undefined;
           return r ? r.calls / (r.ms / 1000) : undefined;
@@ -644,7 +646,7 @@ export const archiveSuite: Suite = {
             { text: `≥ ${RENDERED_COLD_GOAL} images/s`, met: coldOurs >= RENDERED_COLD_GOAL },
             ...ratioGoal(`≥ ${RENDERED_COLD_RATIO_GOAL}× Orthanc`, coldPeer ? coldOurs / coldPeer : undefined, RENDERED_COLD_RATIO_GOAL),
           ],
-          note: `${cold} distinct instances, each asked once (after one warm-up render of another series), Accept: ${RENDERED_ACCEPT}; image sizes ${sizeNote()}, mean JPEG ${sides.map((s) => `${s.label} ${fmt((jpegBytes.get(s) ?? 0) / cold / 1024, 0)} KiB`).join(", ")}; ${coldNote}`,
+          note: `${cold} distinct instances, each asked once from a worker thread (after one warm-up render of another series), Accept: ${RENDERED_ACCEPT}; image sizes ${sizeNote()}, mean JPEG ${sides.map((s) => `${s.label} ${fmt((jpegBytes.get(s) ?? 0) / cold / 1024, 0)} KiB`).join(", ")}; ${coldNote}`,
         });
 
         const index = picks[0] as number;
