@@ -121,7 +121,7 @@ export default renderTask;
  * Loads what a render needs (sharp, the renderer's code) and gets its hot paths compiled: a 512²
  * 16-bit CT-like frame through window, display table and JPEG encoding, `renders` times.
  */
-export async function warmTask(renders: number | null): Promise<number> {
+export async function warmTask(renders: number): Promise<number> {
   const side = 512;
   const info: FrameInfo = {
     rows: side,
@@ -140,6 +140,6 @@ export async function warmTask(renders: number | null): Promise<number> {
   const presentation: Presentation = { ...presentationOf(new Dataset(true)), rescaleIntercept: -1024 };
   const params = parseRenderParams([["window", "40,400"]]);
   let bytes = 0;
-  for (let i = 0; i < Math.max(1, renders ?? 1); i++) bytes += (await renderFrames([frame], presentation, params, "image/jpeg")).length;
+  for (let i = 0; i < Math.max(1, renders); i++) bytes += (await renderFrames([frame], presentation, params, "image/jpeg")).length;
   return bytes;
 }

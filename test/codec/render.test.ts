@@ -41,6 +41,7 @@ import {
   Tags,
 } from "../../src/dicom/index.js";
 import { PYDICOM_DATA, PYTHON, requireTools, run, TOOLS, toolsAvailable } from "../helpers/tools.js";
+import { seededRandom } from "../../bench/seeded-random.js";
 
 const work = mkdtempSync(join(tmpdir(), "voxelgate-render-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -425,8 +426,8 @@ test("BitsStored: garbage in the high bits is masked, signed values are sign-ext
 
 test("16-bit frames of any length and alignment, signed or not: every pixel as the window function says", () => {
   const seeded = (n: number, seed: number) => {
-    let x = seed;
-    return Array.from({ length: n }, () => ((x = (x * 1103515245 + 12345) >>> 0), x >>> 16));
+    const random = seededRandom(seed);
+    return Array.from({ length: n }, () => Math.floor(random() * 65536));
   };
   for (const [n, offset, signed] of [
     [512 * 3, 0, false],
