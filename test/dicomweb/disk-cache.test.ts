@@ -7,7 +7,8 @@ import { cacheFileName, DiskCache } from "../../src/dicomweb/disk-cache.js";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "voxelgate-disk-cache-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // A test may end while the cache still writes a file in the background: retry when rmdir meets it (ENOTEMPTY).
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 }));
   return join(dir, "cache");
 }
 
